@@ -1,0 +1,29 @@
+# Two commands: `make lab` (open the notebooks) and `make test` (everything CI checks).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test clean
+
+# Create the virtual environment on first use; reinstall when the dependencies change.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "ssl_teach needs Python >= 3.10, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[lab,dev]'
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --no-browser --notebook-dir=notebooks
+
+# Lint, unit tests and every notebook under nbval, with a fresh checkpoint cache so that the
+# notebooks really train (and later notebooks reuse what earlier ones trained in this run).
+test: $(STAMP)
+	$(VENV)/bin/ruff check ssl_teach tests notebooks
+	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
+	SSL_TEACH_CACHE="$$cache" MPLBACKEND=Agg $(PY) -m pytest tests notebooks \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0
+
+clean:
+	rm -rf $(VENV) build

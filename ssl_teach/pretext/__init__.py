@@ -1,0 +1,39 @@
+"""Pretext tasks: one module per task, all with the same small surface.
+
+Each task object has ``name``, ``class_names``, ``num_classes``, ``chance``,
+``samples_per_image`` (network inputs made from one image), ``options()`` (its settings, part
+of the checkpoint key), ``make_batch(images, generator=...)`` -> ``(inputs, targets)`` on the
+images' device, ``build_model(backbone)`` -> a module from inputs to logits, and
+``probe_inputs(images)`` (how the trained backbone is applied to whole images in the probe).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+TASKS = {
+    "rotation": ("rotation", "RotationTask"),
+    "exemplar": ("exemplar", "ExemplarTask"),
+    "jigsaw": ("jigsaw", "JigsawTask"),
+    "relative_patch": ("relative_patch", "RelativePatchTask"),
+}
+"""Every pretext task by the name the CLI and the notebooks use: (module, class)."""
+
+
+def task_class(name: str):
+    """The class of the pretext task called ``name``."""
+    try:
+        module, cls = TASKS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown pretext task {name!r}; choose one of: {', '.join(TASKS)}") from None
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def get_task(name: str, **options):
+    """The pretext task called ``name``, configured by keyword ``options``."""
+    cls = task_class(name)
+    try:
+        return cls(**options)
+    except TypeError as err:
+        raise ValueError(f"bad option for task {name!r}: {err}") from None

@@ -1,0 +1,151 @@
+"""Rotation prediction: which of four quarter turns was applied to the image?
+
+Gidaris, Singh & Komodakis, "Unsupervised Representation Learning by Predicting Image
+Rotations", ICLR 2018, https://arxiv.org/abs/1803.07728. The network sees an image turned by
+0°, 90°, 180° or 270° and must say which; to do so it has to know which way up objects stand.
+
+Paper details kept here:
+
+- exact quarter turns (``torch.rot90``): no interpolation, no black corners, nothing but the
+  content tells the angle;
+- images are cropped to a square first, because a rotated non-square image changes shape and
+  its borders give the label away;
+- all four rotations of every image go into the same batch (the paper found this better than
+  one random rotation per image).
+
+Shapes: ``images`` (N, C, S, S) float -> ``inputs`` (4N, C, S, S), ``targets`` (4N,) in 0..3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from ..models import Backbone, Classifier, LinearHead
+
+ANGLES = (0, 90, 180, 270)
+"""Label k means the image was turned k quarter turns anticlockwise: 0°, 90°, 180°, 270°."""
+
+CLASS_NAMES = tuple(f"{a}°" for a in ANGLES)
+
+
+def center_square_crop(images: torch.Tensor) -> torch.Tensor:
+    """The largest centred square of each image: (N, C, H, W) -> (N, C, S, S), S = min(H, W)."""
+    _check_images(images)
+    h, w = images.shape[-2:]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return images[..., top:top + s, left:left + s]
+
+
+def rotate(images: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
+    """Turn image i by k[i] quarter turns anticlockwise, exactly (no interpolation).
+
+    ``images`` must be square (N, C, S, S): crop with :func:`center_square_crop` first, or a
+    turned image would change shape and its borders would give the angle away.
+    """
+    _check_images(images)
+    if images.shape[-1] != images.shape[-2]:
+        raise ValueError(
+            f"rotation needs square images, got {tuple(images.shape[-2:])}: "
+            "crop them with center_square_crop(images) first")
+    k = torch.as_tensor(k, device=images.device).long() % 4
+    if k.ndim == 0:
+        return torch.rot90(images, int(k), dims=(-2, -1))
+    if k.shape != images.shape[:1]:
+        raise ValueError(f"need one k per image: k has shape {tuple(k.shape)}, "
+                         f"images {tuple(images.shape)}")
+    out = torch.empty_like(images)
+    for turns in range(4):  # four vectorised groups, not a loop over images
+        sel = (k == turns).nonzero().flatten()
+        if sel.numel():
+            out[sel] = torch.rot90(images[sel], turns, dims=(-2, -1))
+    return out
+
+
+def all_rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All four rotations of every image: inputs (4N, C, S, S) and targets (4N,).
+
+    The order is [all images at 0°, all at 90°, all at 180°, all at 270°].
+    """
+    images = center_square_crop(images)
+    n = images.shape[0]
+    inputs = torch.cat([torch.rot90(images, k, dims=(-2, -1)) for k in range(4)])
+    targets = torch.arange(4, device=images.device).repeat_interleave(n)
+    return inputs, targets
+
+
+def sample_params(n: int, *, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random augmentation drawn before the turns: a horizontal flip per image (a mirror image
+    is still upright, so this does not change the label)."""
+    return {"flip": torch.rand(n, generator=generator) < 0.5}
+
+
+def apply(images: torch.Tensor, params: dict[str, torch.Tensor]
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic part: flip where asked, crop square, return all four rotations."""
+    _check_images(images)
+    flip = params["flip"].to(images.device)
+    if flip.shape != images.shape[:1]:
+        raise ValueError(f"params['flip'] must have shape ({images.shape[0]},), "
+                         f"got {tuple(flip.shape)}")
+    images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+    return all_rotations(images)
+
+
+def rotate_by_angle(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Turn each image by an arbitrary angle with bilinear interpolation and black corners.
+
+    Only for the shortcut experiment: this is what the paper avoids, because the corners and
+    the interpolation blur tell the network the angle without looking at the content.
+    """
+    _check_images(images)
+    theta = torch.deg2rad(torch.as_tensor(degrees, dtype=images.dtype, device=images.device))
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    zero = torch.zeros_like(cos)
+    # affine_grid maps output coords to input coords, so use the inverse (transposed) rotation
+    mat = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
+    grid = nn.functional.affine_grid(mat, list(images.shape), align_corners=False)
+    return nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                                     align_corners=False)
+
+
+def _check_images(images):
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RotationTask:
+    """Rotation prediction as a pretext task (see the module docstring)."""
+
+    flip: bool = True  # random horizontal flips before turning (augmentation)
+
+    name = "rotation"
+    class_names = CLASS_NAMES
+    num_classes = 4
+    samples_per_image = 4  # every image gives four inputs per batch
+
+    @property
+    def chance(self) -> float:
+        return 1 / self.num_classes
+
+    def options(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def make_batch(self, images: torch.Tensor, *, generator: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        params = sample_params(images.shape[0], generator=generator)
+        if not self.flip:
+            params["flip"] = torch.zeros_like(params["flip"])
+        return apply(images, params)
+
+    def build_model(self, backbone: Backbone) -> nn.Module:
+        return Classifier(backbone, LinearHead(backbone.out_channels, self.num_classes))
+
+    def probe_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """How the trained backbone sees a whole image in the probe: as it is."""
+        return images

@@ -1,0 +1,284 @@
+"""One training loop for every pretext task and for the supervised baseline.
+
+``train(task, dataset, config)`` builds the backbone and the task's head, draws batches from
+the images with an explicit seeded generator, trains with SGD and a one-cycle schedule, and
+keeps a history of loss and pretext accuracy. Results are cached on disk under a key made from
+the *whole* configuration (task and its options, data, backbone, budget, seed), so running a
+notebook again loads the weights instead of training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+import warnings
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .cache import CorruptCacheFile, atomic_save, cache_dir, config_key, safe_load
+from .data import Dataset, to_float
+from .models import Backbone, Classifier, LinearHead, build_backbone
+
+CHECKPOINT_FORMAT = 1
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; anything else is used as given."""
+    if str(device) != "auto":
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but CUDA is not available here; "
+                             "use --device cpu or auto")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained weights (and so the checkpoint's cache key)."""
+
+    budget_samples: int = 40_000  # pretext samples (network inputs with a target) to train on
+    batch_size: int = 128  # samples per step
+    lr: float = 0.1  # peak learning rate of the one-cycle schedule
+    weight_decay: float = 5e-4
+    width: int = 32  # backbone width of the first block
+    depth: int = 4  # backbone blocks
+    convs_per_block: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.budget_samples < 1 or self.batch_size < 1:
+            raise ValueError("budget_samples and batch_size must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisedTask:
+    """The supervised baseline as a 'task': predict the true class of each image.
+
+    It trains the same backbone with the same loop and budget as every pretext task, so its
+    features are the upper reference of the probe.
+    """
+
+    num_classes: int = 10
+    flip: bool = True  # random horizontal flips (the only augmentation)
+
+    name = "supervised"
+    samples_per_image = 1
+    needs_labels = True
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(str(i) for i in range(self.num_classes))
+
+    @property
+    def chance(self) -> float:
+        return 1 / self.num_classes
+
+    def options(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def make_batch(self, images, *, generator, labels):
+        if self.flip:
+            flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
+            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+        return images, labels
+
+    def build_model(self, backbone: Backbone) -> nn.Module:
+        return Classifier(backbone, LinearHead(backbone.out_channels, self.num_classes))
+
+    def probe_inputs(self, images):
+        return images
+
+
+@dataclasses.dataclass
+class Trained:
+    """A trained (or freshly initialised) task model with what it took to make it."""
+
+    task: object
+    model: nn.Module  # backbone + head, on the CPU, in eval() mode
+    history: dict  # lists per step: "step", "samples", "loss", "accuracy", "lr"
+    config: dict  # the full configuration (the cache key is its hash)
+    seconds: dict  # "batch" (making pretext batches), "step" (forward/backward/update), "total"
+    from_cache: bool = False
+
+    @property
+    def backbone(self) -> Backbone:
+        return self.model.backbone
+
+
+def _index_stream(n: int, generator: torch.Generator) -> Iterator[int]:
+    """Endless epochs over range(n), each in a fresh seeded order (sampling without
+    replacement within an epoch)."""
+    while True:
+        yield from torch.randperm(n, generator=generator).tolist()
+
+
+def _training_images(task, dataset: Dataset):
+    if getattr(task, "needs_labels", False):
+        return dataset.train_images, dataset.train_labels
+    return dataset.unlabeled, None
+
+
+def full_config(task, dataset: Dataset, config: TrainConfig) -> dict:
+    """The configuration that identifies a trained model: task, options, data, training."""
+    return {"format": CHECKPOINT_FORMAT, "task": task.name, "options": task.options(),
+            "data": dataset.spec, "train": dataclasses.asdict(config)}
+
+
+def checkpoint_path(task, dataset: Dataset, config: TrainConfig):
+    """Where the checkpoint of this task, data and configuration is cached."""
+    key = config_key(full_config(task, dataset, config))
+    return cache_dir() / "checkpoints" / f"{task.name}-{key}.pt"
+
+
+def _new_model(task, dataset: Dataset, config: TrainConfig) -> nn.Module:
+    backbone = build_backbone(in_channels=dataset.channels, width=config.width,
+                              depth=config.depth, convs_per_block=config.convs_per_block,
+                              seed=config.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 1)  # the head's initialisation is seeded too
+        return task.build_model(backbone)
+
+
+def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
+          device: str | torch.device = "auto", cache: bool = True, progress: bool = True,
+          desc: str | None = None) -> Trained:
+    """Train ``task``'s model on ``dataset`` (or load it from the checkpoint cache).
+
+    The same task, data and config give the same weights on the same machine: model
+    initialisation, batch order, pretext parameters and dropout all come from ``config.seed``.
+    """
+    cfg = full_config(task, dataset, config)
+    path = checkpoint_path(task, dataset, config)
+    if cache and path.exists():
+        try:
+            return _load(task, dataset, config, cfg, path)
+        except CorruptCacheFile as err:
+            warnings.warn(f"{err}; training again", stacklevel=2)
+
+    dev = select_device(device)
+    images, labels = _training_images(task, dataset)
+    per_image = task.samples_per_image
+    n_images = max(1, config.batch_size // per_image)
+    steps = math.ceil(config.budget_samples / (n_images * per_image))
+    channels_last = dev.type == "cpu"  # faster convolutions on CPU
+    model = _new_model(task, dataset, config).to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim > 1 else no_decay).append(p)  # no weight decay on BatchNorm and biases
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}],
+                          lr=config.lr, momentum=0.9, nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps,
+                                                pct_start=0.15, anneal_strategy="cos")
+    g = torch.Generator().manual_seed(config.seed)
+    order = _index_stream(len(images), g)
+    history = {"step": [], "samples": [], "loss": [], "accuracy": [], "lr": []}
+    seconds = {"batch": 0.0, "step": 0.0}
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    seen = 0
+    start = time.perf_counter()
+    model.train()
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(config.seed + 2)  # dropout and other in-model randomness
+        bar = tqdm(range(steps), desc=desc or f"training {task.name}", disable=not progress,
+                   unit="step", leave=True)
+        for step in bar:
+            t0 = time.perf_counter()
+            idx = torch.tensor([next(order) for _ in range(n_images)])
+            batch = to_float(images[idx]).to(dev, non_blocking=True)
+            if labels is not None:
+                inputs, targets = task.make_batch(batch, generator=g, labels=labels[idx].to(dev))
+            else:
+                inputs, targets = task.make_batch(batch, generator=g)
+            if channels_last and inputs.ndim == 4:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            sync()
+            t1 = time.perf_counter()
+            logits = model(inputs)
+            loss = nn.functional.cross_entropy(logits, targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            sync()
+            t2 = time.perf_counter()
+            seconds["batch"] += t1 - t0
+            seconds["step"] += t2 - t1
+            seen += len(targets)
+            acc = (logits.argmax(1) == targets).float().mean().item()
+            for key, value in (("step", step + 1), ("samples", seen), ("loss", loss.item()),
+                               ("accuracy", acc), ("lr", sched.get_last_lr()[0])):
+                history[key].append(value)
+            if step % 10 == 0 or step == steps - 1:
+                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}")
+    seconds["total"] = time.perf_counter() - start
+    model = model.to("cpu", memory_format=torch.contiguous_format).eval()
+    trained = Trained(task, model, history, cfg, seconds)
+    if cache:
+        atomic_save({"format": CHECKPOINT_FORMAT, "config": json.dumps(cfg, sort_keys=True),
+                     "state": model.state_dict(), "history": history, "seconds": seconds}, path)
+    return trained
+
+
+def _load(task, dataset, config, cfg, path) -> Trained:
+    ckpt = safe_load(path)
+    try:
+        if ckpt["format"] != CHECKPOINT_FORMAT or json.loads(ckpt["config"]) != json.loads(
+                json.dumps(cfg, sort_keys=True)):
+            raise ValueError("its configuration does not match")
+        model = _new_model(task, dataset, config)
+        model.load_state_dict(ckpt["state"])
+        return Trained(task, model.eval(), ckpt["history"], cfg, ckpt["seconds"],
+                       from_cache=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CorruptCacheFile(f"checkpoint {path} does not fit this model ({err})") from err
+
+
+def untrained(task, dataset: Dataset, config: TrainConfig = TrainConfig()) -> Trained:
+    """The model exactly as training would start: the random-init baseline."""
+    model = _new_model(task, dataset, config).eval()
+    return Trained(task, model, {k: [] for k in ("step", "samples", "loss", "accuracy", "lr")},
+                   {**full_config(task, dataset, config), "untrained": True}, {"total": 0.0})
+
+
+@torch.no_grad()
+def predict(trained: Trained, images: torch.Tensor, *, seed: int = 12345, batch_size: int = 256,
+            device: str | torch.device = "auto", keep_inputs: bool = False):
+    """Pretext predictions on ``images`` (usually held-out ones): (logits, targets, inputs).
+
+    The pretext parameters are drawn from a generator seeded with ``seed``, so the same images
+    give the same test every time. ``inputs`` is None unless ``keep_inputs``.
+    """
+    dev = select_device(device)
+    model = trained.model.to(dev).eval()
+    g = torch.Generator().manual_seed(seed)
+    all_logits, all_targets, all_inputs = [], [], []
+    per_image = max(1, batch_size // trained.task.samples_per_image)
+    for i in range(0, len(images), per_image):
+        batch = to_float(images[i:i + per_image]).to(dev)
+        inputs, targets = trained.task.make_batch(batch, generator=g)
+        all_logits.append(model(inputs).float().cpu())
+        all_targets.append(targets.cpu())
+        if keep_inputs:
+            all_inputs.append(inputs.cpu())
+    model.to("cpu")
+    return (torch.cat(all_logits), torch.cat(all_targets),
+            torch.cat(all_inputs) if keep_inputs else None)
+
+
+def pretext_accuracy(trained: Trained, images: torch.Tensor, **kwargs) -> float:
+    """Share of held-out pretext samples the model gets right."""
+    logits, targets, _ = predict(trained, images, **kwargs)
+    return (logits.argmax(1) == targets).float().mean().item()

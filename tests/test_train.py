@@ -1,0 +1,142 @@
+"""The training loop and its checkpoint cache."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ssl_teach.cache import config_key
+from ssl_teach.pretext import get_task
+from ssl_teach.train import (
+    SupervisedTask, TrainConfig, checkpoint_path, pretext_accuracy, select_device, train, untrained,
+)
+
+TINY = TrainConfig(budget_samples=256, batch_size=64, width=8, depth=3)
+
+
+def test_training_records_history_and_timings(tiny_scenes):
+    t = train(get_task("rotation"), tiny_scenes, TINY, progress=False)
+    assert len(t.history["loss"]) == 4 and t.history["samples"][-1] == 256
+    assert t.seconds["batch"] > 0 and t.seconds["step"] > 0
+    assert not t.model.training
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tiny_scenes, private_cache):
+    task = get_task("rotation")
+    a = train(task, tiny_scenes, TINY, progress=False, cache=False)
+    b = train(task, tiny_scenes, TINY, progress=False, cache=False)
+    c = train(task, tiny_scenes, TrainConfig(**{**TINY.__dict__, "seed": 1}), progress=False,
+              cache=False)
+    for (k, va), vb, vc in zip(a.model.state_dict().items(), b.model.state_dict().values(),
+                               c.model.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert any(not torch.equal(va, vc) for va, vc in
+               zip(a.model.state_dict().values(), c.model.state_dict().values()))
+
+
+def test_cache_hit_returns_the_same_model(tiny_scenes):
+    task = get_task("rotation")
+    a = train(task, tiny_scenes, TINY, progress=False)
+    assert checkpoint_path(task, tiny_scenes, TINY).exists()
+    b = train(task, tiny_scenes, TINY, progress=False)
+    assert b.from_cache and not a.from_cache
+    assert all(torch.equal(x, y) for x, y in
+               zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert b.history == a.history
+
+
+def test_corrupt_checkpoint_retrains_with_a_warning(tiny_scenes):
+    task = get_task("rotation")
+    train(task, tiny_scenes, TINY, progress=False)
+    path = checkpoint_path(task, tiny_scenes, TINY)
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as after a crash
+    with pytest.warns(UserWarning, match="unreadable"):
+        t = train(task, tiny_scenes, TINY, progress=False)
+    assert not t.from_cache
+    assert train(task, tiny_scenes, TINY, progress=False).from_cache  # rewritten whole
+
+
+def test_checkpoint_of_another_shape_is_not_loaded(tiny_scenes):
+    task = get_task("rotation")
+    train(task, tiny_scenes, TINY, progress=False)
+    path = checkpoint_path(task, tiny_scenes, TINY)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state"] = {"nonsense": torch.zeros(1)}
+    torch.save(ckpt, path)
+    with pytest.warns(UserWarning, match="does not fit"):
+        assert not train(task, tiny_scenes, TINY, progress=False).from_cache
+
+
+def test_no_temporary_files_are_left_behind(tiny_scenes, private_cache):
+    train(get_task("rotation"), tiny_scenes, TINY, progress=False)
+    assert not list(private_cache.rglob("*.tmp"))
+
+
+def test_every_setting_changes_the_cache_key(tiny_scenes):
+    task = get_task("rotation")
+    base = checkpoint_path(task, tiny_scenes, TINY)
+    assert checkpoint_path(get_task("rotation", flip=False), tiny_scenes, TINY) != base
+    for field, value in (("budget_samples", 512), ("lr", 0.05), ("width", 16), ("seed", 7)):
+        other = TrainConfig(**{**TINY.__dict__, field: value})
+        assert checkpoint_path(task, tiny_scenes, other) != base, field
+    assert config_key({"a": 1, "b": 2}) == config_key({"b": 2, "a": 1})
+
+
+def test_supervised_baseline_learns_and_random_init_is_untouched(tiny_scenes):
+    sup = SupervisedTask(num_classes=10)
+    cfg = TrainConfig(budget_samples=2000, batch_size=64, width=8, depth=3)
+    t = train(sup, tiny_scenes, cfg, progress=False)
+    assert t.history["loss"][-1] < t.history["loss"][0]
+    r = untrained(sup, tiny_scenes, cfg)
+    assert r.history["loss"] == [] and not r.model.training
+
+
+def test_pretext_accuracy_is_a_share(tiny_scenes):
+    t = train(get_task("rotation"), tiny_scenes, TINY, progress=False)
+    acc = pretext_accuracy(t, tiny_scenes.test_images[:20])
+    assert 0.0 <= acc <= 1.0
+
+
+def test_device_selection():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            select_device("cuda")
+
+
+def test_cli_help_explains_every_option():
+    out = subprocess.run([sys.executable, "-m", "ssl_teach", "run", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for option in ("--profile", "--seed", "--device", "--dataset", "--out"):
+        assert option in out
+
+
+def test_cli_rejects_unknown_task_and_dataset():
+    for args, message in ((["run", "colorize"], "unknown pretext task 'colorize'"),
+                          (["run", "rotation", "--dataset", "imagenet"],
+                           "unknown dataset 'imagenet'")):
+        res = subprocess.run([sys.executable, "-m", "ssl_teach", *args], capture_output=True,
+                             text=True)
+        assert res.returncode == 2 and message in res.stderr
+
+
+def test_cli_writes_results_json(tmp_path, monkeypatch):
+    from ssl_teach import cli, profiles
+
+    tiny = profiles.Profile(name="quick", image_size=32, n_unlabeled=128, n_train=100,
+                            n_test=50, train=TrainConfig(budget_samples=256, batch_size=64,
+                                                         width=8, depth=3))
+    monkeypatch.setitem(profiles.PROFILES, "quick", tiny)
+    out = tmp_path / "results.json"
+    assert cli.main(["run", "rotation", "--out", str(out), "--quiet"]) == 0
+    res = json.loads(out.read_text())
+    assert res["task"] == "rotation" and res["dataset"] == "scenes" and res["profile"] == "quick"
+    assert res["pretext"]["chance"] == 0.25 and 0 <= res["pretext"]["accuracy"] <= 1
+    for metric in ("linear", "knn"):
+        assert set(res["probe"][metric]) == {"rotation", "random", "supervised"}
+        for accs in res["probe"][metric].values():
+            assert set(accs) == {"block1", "block2", "block3"}
+    assert {"pretext_batch_total", "train_step_total", "probe"} <= set(res["seconds"])
