@@ -86,7 +86,7 @@ def run(task_name: str, *, profile: str = "quick", dataset: str = "scenes", seed
     seconds["baselines_train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    acc = pretext_accuracy(model, data.test_images, device=device)
+    acc = pretext_accuracy(model, data, device=device)
     seconds["pretext_eval"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

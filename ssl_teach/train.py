@@ -73,7 +73,6 @@ class SupervisedTask:
 
     name = "supervised"
     samples_per_image = 1
-    needs_labels = True
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -85,6 +84,12 @@ class SupervisedTask:
 
     def options(self) -> dict:
         return dataclasses.asdict(self)
+
+    def training_data(self, dataset: Dataset):
+        return dataset.train_images, dataset.train_labels
+
+    def evaluation_data(self, dataset: Dataset):
+        return dataset.test_images, dataset.test_labels
 
     def make_batch(self, images, *, generator, labels):
         if self.flip:
@@ -122,10 +127,26 @@ def _index_stream(n: int, generator: torch.Generator) -> Iterator[int]:
         yield from torch.randperm(n, generator=generator).tolist()
 
 
-def _training_images(task, dataset: Dataset):
-    if getattr(task, "needs_labels", False):
-        return dataset.train_images, dataset.train_labels
+def training_data(task, dataset: Dataset):
+    """(images, labels or None) that ``task`` trains on.
+
+    Pretext tasks train on the unlabeled images and make their own targets; a task may define
+    ``training_data(dataset)`` instead (the supervised baseline returns the labelled split;
+    Exemplar-CNN its seed patches with one surrogate class each). When labels are given they
+    reach ``make_batch`` as ``labels=`` for the images of the batch.
+    """
+    if hasattr(task, "training_data"):
+        return task.training_data(dataset)
     return dataset.unlabeled, None
+
+
+def evaluation_data(task, dataset: Dataset):
+    """(images, labels or None) for the held-out pretext accuracy: the test images, unless the
+    task defines ``evaluation_data(dataset)`` (Exemplar-CNN: fresh transformations of its
+    seeds)."""
+    if hasattr(task, "evaluation_data"):
+        return task.evaluation_data(dataset)
+    return dataset.test_images, None
 
 
 def full_config(task, dataset: Dataset, config: TrainConfig) -> dict:
@@ -166,7 +187,7 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
             warnings.warn(f"{err}; training again", stacklevel=2)
 
     dev = select_device(device)
-    images, labels = _training_images(task, dataset)
+    images, labels = training_data(task, dataset)
     per_image = task.samples_per_image
     n_images = max(1, config.batch_size // per_image)
     steps = math.ceil(config.budget_samples / (n_images * per_image))
@@ -254,12 +275,14 @@ def untrained(task, dataset: Dataset, config: TrainConfig = TrainConfig()) -> Tr
 
 
 @torch.no_grad()
-def predict(trained: Trained, images: torch.Tensor, *, seed: int = 12345, batch_size: int = 256,
-            device: str | torch.device = "auto", keep_inputs: bool = False):
+def predict(trained: Trained, images: torch.Tensor, labels: torch.Tensor | None = None, *,
+            seed: int = 12345, batch_size: int = 256, device: str | torch.device = "auto",
+            keep_inputs: bool = False):
     """Pretext predictions on ``images`` (usually held-out ones): (logits, targets, inputs).
 
     The pretext parameters are drawn from a generator seeded with ``seed``, so the same images
-    give the same test every time. ``inputs`` is None unless ``keep_inputs``.
+    give the same test every time. ``labels`` go to ``make_batch`` for tasks that train on
+    labelled data (see :func:`training_data`). ``inputs`` is None unless ``keep_inputs``.
     """
     dev = select_device(device)
     model = trained.model.to(dev).eval()
@@ -268,7 +291,11 @@ def predict(trained: Trained, images: torch.Tensor, *, seed: int = 12345, batch_
     per_image = max(1, batch_size // trained.task.samples_per_image)
     for i in range(0, len(images), per_image):
         batch = to_float(images[i:i + per_image]).to(dev)
-        inputs, targets = trained.task.make_batch(batch, generator=g)
+        if labels is None:
+            inputs, targets = trained.task.make_batch(batch, generator=g)
+        else:
+            inputs, targets = trained.task.make_batch(batch, generator=g,
+                                                      labels=labels[i:i + per_image].to(dev))
         all_logits.append(model(inputs).float().cpu())
         all_targets.append(targets.cpu())
         if keep_inputs:
@@ -278,7 +305,12 @@ def predict(trained: Trained, images: torch.Tensor, *, seed: int = 12345, batch_
             torch.cat(all_inputs) if keep_inputs else None)
 
 
-def pretext_accuracy(trained: Trained, images: torch.Tensor, **kwargs) -> float:
-    """Share of held-out pretext samples the model gets right."""
-    logits, targets, _ = predict(trained, images, **kwargs)
+def pretext_accuracy(trained: Trained, dataset: Dataset, *, limit: int | None = None,
+                     **kwargs) -> float:
+    """Share of held-out pretext samples the model gets right (on at most ``limit`` images)."""
+    images, labels = evaluation_data(trained.task, dataset)
+    if limit is not None:
+        images = images[:limit]
+        labels = None if labels is None else labels[:limit]
+    logits, targets, _ = predict(trained, images, labels, **kwargs)
     return (logits.argmax(1) == targets).float().mean().item()

@@ -10,7 +10,8 @@ import torch
 from ssl_teach.cache import config_key
 from ssl_teach.pretext import get_task
 from ssl_teach.train import (
-    SupervisedTask, TrainConfig, checkpoint_path, pretext_accuracy, select_device, train, untrained,
+    SupervisedTask, TrainConfig, checkpoint_path, predict, pretext_accuracy, select_device, train,
+    untrained,
 )
 
 TINY = TrainConfig(budget_samples=256, batch_size=64, width=8, depth=3)
@@ -89,13 +90,17 @@ def test_supervised_baseline_learns_and_random_init_is_untouched(tiny_scenes):
     cfg = TrainConfig(budget_samples=2000, batch_size=64, width=8, depth=3)
     t = train(sup, tiny_scenes, cfg, progress=False)
     assert t.history["loss"][-1] < t.history["loss"][0]
+    # its held-out "pretext" accuracy is the test accuracy on the true labels
+    _, targets, _ = predict(t, tiny_scenes.test_images, tiny_scenes.test_labels)
+    assert torch.equal(targets, tiny_scenes.test_labels)
+    assert 0.0 <= pretext_accuracy(t, tiny_scenes) <= 1.0
     r = untrained(sup, tiny_scenes, cfg)
     assert r.history["loss"] == [] and not r.model.training
 
 
 def test_pretext_accuracy_is_a_share(tiny_scenes):
     t = train(get_task("rotation"), tiny_scenes, TINY, progress=False)
-    acc = pretext_accuracy(t, tiny_scenes.test_images[:20])
+    acc = pretext_accuracy(t, tiny_scenes, limit=20)
     assert 0.0 <= acc <= 1.0
 
 
