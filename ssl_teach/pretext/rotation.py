@@ -128,6 +128,7 @@ class RotationTask:
     class_names = CLASS_NAMES
     num_classes = 4
     samples_per_image = 4  # every image gives four inputs per batch
+    min_image_size = 16  # the default 4-block backbone halves the size 4 times
 
     @property
     def chance(self) -> float:
