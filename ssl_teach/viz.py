@@ -32,8 +32,8 @@ def show_images(images, *, titles=None, ncols: int = 8, size: float = 1.4, supti
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3 * bool(titles)),
-                             squeeze=False)
+    height = size * nrows + (0.3 if titles is not None else 0.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, height), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:

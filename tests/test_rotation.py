@@ -5,8 +5,8 @@ import torch
 
 from ssl_teach.pretext import get_task
 from ssl_teach.pretext.rotation import (
-    ANGLES, CLASS_NAMES, all_rotations, apply, center_square_crop, rotate, rotate_by_angle,
-    sample_params,
+    ANGLES, CLASS_NAMES, all_rotations, apply, center_square_crop, letterbox, rotate,
+    rotate_by_angle, sample_params,
 )
 
 
@@ -117,3 +117,16 @@ def test_arbitrary_angle_rotation_agrees_with_quarter_turns_in_the_interior():
     turned = rotate_by_angle(img, torch.tensor([90.0]))
     exact = rotate(img, 1)
     assert torch.allclose(turned[..., 2:-2, 2:-2], exact[..., 2:-2, 2:-2], atol=1e-4)
+
+
+def test_letterbox_blacks_out_the_bottom_rows_only(images):
+    boxed = letterbox(images, share=0.25)
+    assert torch.all(boxed[..., 24:, :] == 0)
+    assert torch.equal(boxed[..., :24, :], images[..., :24, :])
+    task = get_task("rotation", letterbox=0.25, flip=False)
+    inputs, targets = task.make_batch(images, generator=torch.Generator().manual_seed(0))
+    # after a quarter turn anticlockwise the band is on the right
+    turned = inputs[targets == 1]
+    assert torch.all(turned[..., :, 24:] == 0)
+    with pytest.raises(ValueError, match="letterbox share"):
+        letterbox(images, share=1.0)

@@ -112,6 +112,20 @@ def rotate_by_angle(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor
                                      align_corners=False)
 
 
+def letterbox(images: torch.Tensor, *, share: float) -> torch.Tensor:
+    """Black out the bottom ``share`` of every image, as if a wide photo had been padded to a
+    square at the bottom. Only for the shortcut experiment: after a turn, the side where the
+    black band lies gives the label away without looking at the content."""
+    _check_images(images)
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"letterbox share must lie in [0, 1), got {share!r}")
+    rows = int(round(images.shape[-2] * share))
+    out = images.clone()
+    if rows:
+        out[..., images.shape[-2] - rows:, :] = 0
+    return out
+
+
 def _check_images(images):
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -123,6 +137,7 @@ class RotationTask:
     """Rotation prediction as a pretext task (see the module docstring)."""
 
     flip: bool = True  # random horizontal flips before turning (augmentation)
+    letterbox: float = 0.0  # shortcut study only: black band over this share of the bottom
 
     name = "rotation"
     class_names = CLASS_NAMES
@@ -142,11 +157,14 @@ class RotationTask:
         params = sample_params(images.shape[0], generator=generator)
         if not self.flip:
             params["flip"] = torch.zeros_like(params["flip"])
+        if self.letterbox:
+            images = letterbox(images, share=self.letterbox)
         return apply(images, params)
 
     def build_model(self, backbone: Backbone) -> nn.Module:
         return Classifier(backbone, LinearHead(backbone.out_channels, self.num_classes))
 
     def probe_inputs(self, images: torch.Tensor) -> torch.Tensor:
-        """How the trained backbone sees a whole image in the probe: as it is."""
+        """How the trained backbone sees a whole image in the probe: as it is (the letterbox
+        of the shortcut study is part of the pretext data only)."""
         return images
