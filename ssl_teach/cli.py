@@ -31,6 +31,14 @@ def _parser() -> argparse.ArgumentParser:
                           "full: paper-like budgets for a GPU")
     run.add_argument("--dataset", default="scenes",
                      help=f"dataset name (default: scenes); one of: {', '.join(DATASETS)}")
+    run.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                     help="folder of the real datasets, in torchvision's layout "
+                          "(cifar-10-batches-py/, stl10_binary/, FashionMNIST/raw/, ...); "
+                          "for --dataset folder, the image folder itself. Default: "
+                          "$SSL_TEACH_DATA if set, else ~/.cache/ssl_teach/datasets")
+    run.add_argument("--download", action="store_true",
+                     help="allow downloading a missing dataset with torchvision (the only "
+                          "way this program uses the network; off by default)")
     run.add_argument("--seed", type=int, default=0,
                      help="seed of the model initialisation, the batch order and the pretext "
                           "parameters (default: 0); the same seed gives the same numbers")
@@ -42,6 +50,40 @@ def _parser() -> argparse.ArgumentParser:
                      help="train from scratch and do not write checkpoints "
                           "(the cache lives in $SSL_TEACH_CACHE or ~/.cache/ssl_teach)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    cmp = sub.add_parser(
+        "compare", help="all pretext tasks side by side: probes per block, label efficiency, "
+                        "compute cost",
+        description="Train every pretext task and both baselines (or take them from the "
+                    "checkpoint cache) on the same backbone and budget, probe every block, and "
+                    "measure label efficiency: the best-block linear probe with 1, 4, 16, 64 "
+                    "and all labels per class, over several seeds of the labelled subset, next "
+                    "to the same backbone trained from scratch on only those labels.")
+    cmp.add_argument("--tasks", default=",".join(TASKS),
+                     help=f"comma-separated pretext tasks (default: {','.join(TASKS)})")
+    cmp.add_argument("--seeds", default="0,1,2",
+                     help="comma-separated seeds of the labelled subsets (default: 0,1,2); "
+                          "they change which images are labelled, nothing else")
+    cmp.add_argument("--profile", default="quick", choices=list(PROFILES),
+                     help="quick (default) or full")
+    cmp.add_argument("--dataset", default="scenes",
+                     help=f"dataset name (default: scenes); one of: {', '.join(DATASETS)}")
+    cmp.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                     help="folder of the real datasets (see `run --help`)")
+    cmp.add_argument("--download", action="store_true",
+                     help="allow downloading a missing dataset (off by default)")
+    cmp.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    cmp.add_argument("--out", type=Path, default=None,
+                     help="write the comparison as JSON to this file (written atomically)")
+    cmp.add_argument("--quiet", action="store_true", help="no progress bars")
+    student = sub.add_parser(
+        "student", help="write student copies of the notebooks (solutions replaced by stubs)",
+        description="Write a student copy of every notebook: each cell tagged 'solution' is "
+                    "replaced by a stub (the same signatures, a '# YOUR CODE HERE' banner and "
+                    "'raise NotImplementedError'); everything else is kept.")
+    student.add_argument("--notebooks", type=Path, default=Path("notebooks"),
+                         help="folder of the instructors' notebooks (default: notebooks)")
+    student.add_argument("--out", type=Path, default=Path("build/student"),
+                         help="folder for the student copies (default: build/student)")
     return p
 
 
@@ -67,8 +109,46 @@ def format_results(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def _compare(args) -> int:
+    from .compare import compare, format_compare
+
+    try:
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        results = compare(tasks, profile=args.profile, dataset=args.dataset,
+                          seeds=_int_list(args.seeds, "--seeds"), device=args.device,
+                          progress=not args.quiet, data_dir=args.data_dir,
+                          download=args.download)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_compare(results))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+        print(f"results written to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "student":
+        from .classroom import write_student_copies
+
+        try:
+            written = write_student_copies(args.notebooks, args.out)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"{len(written)} student notebooks written to {args.out}")
+        return 0
+    if args.command == "compare":
+        return _compare(args)
     from .experiment import run  # imported late so that --help answers at once
 
     try:
@@ -76,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"unknown pretext task {args.task!r}; choose one of: "
                              f"{', '.join(TASKS)}")
         results = run(args.task, profile=args.profile, dataset=args.dataset, seed=args.seed,
-                      device=args.device, progress=not args.quiet, cache=not args.no_cache)
+                      device=args.device, progress=not args.quiet, cache=not args.no_cache,
+                      data_dir=args.data_dir, download=args.download)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
