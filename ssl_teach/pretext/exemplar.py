@@ -1,0 +1,478 @@
+"""Exemplar-CNN: every seed patch is its own class; tell the transformed copies apart.
+
+Dosovitskiy, Springenberg, Riedmiller & Brox, "Discriminative Unsupervised Feature Learning
+with Convolutional Neural Networks", NIPS 2014; extended in TPAMI 2016,
+https://arxiv.org/abs/1406.6909. "We sample N patches of size 32x32 pixels from different
+images [...] with probability proportional to mean squared gradient magnitude within the
+patch [...] each of the seed patches is subjected to K random transformations [...] the
+resulting surrogate classes" are then told apart by a softmax classifier over N classes.
+
+Paper details kept here:
+
+- seed patches come from different unlabeled images, at positions drawn with probability
+  proportional to the patch's mean (squared, by default) gradient magnitude, so they land on
+  objects and edges rather than on flat sky;
+- one surrogate class per seed; every training sample is a fresh random transformation of
+  its seed, composed of every enabled family, with the paper's ranges:
+  translation (up to 0.2 of the patch side, each axis), scale (x0.7-1.4), rotation (+-20°),
+  contrast on the principal colour components (each component's projection x0.5-2), HSV
+  saturation and value raised to a power (0.25-4), multiplied (0.7-1.4) and shifted
+  (+-0.1), and a hue shift (+-0.1 of the colour circle);
+- multiplicative factors are drawn log-uniformly, so 1 (no change) sits in the middle of the
+  range and x0.5 is as likely as x2;
+- the seed is cut with a margin of real context around it (``context`` pixels), so zooming
+  out, turning and shifting show image content, not padding.
+
+Everything is batched on tensors with one random parameter set per sample: one
+``affine_grid``/``grid_sample`` for the geometry, a 3x3 colour matrix for the principal
+components, and a vectorised RGB<->HSV for the rest. On grayscale images (C=1) the principal
+"colour" component is the intensity (a plain contrast change), the value transform acts on the
+intensity, and saturation and hue do nothing.
+
+Shapes: seeds with context ``windows`` (N, C, P+2m, P+2m) float -> ``inputs`` (N, C, P, P),
+``targets`` (N,) = the seeds' surrogate classes (0..num_classes-1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import nn
+
+from ..data import Dataset, to_float
+from ..models import Backbone, Classifier, LinearHead
+
+TRANSLATION = 0.2
+"""Largest shift along each axis, as a share of the patch side."""
+SCALE = (0.7, 1.4)
+"""Range of the zoom factor (>1 enlarges the content)."""
+ROTATION = 20.0
+"""Largest rotation, in degrees, either way."""
+CONTRAST = (0.5, 2.0)
+"""Range of the factor on each principal colour component."""
+POWER = (0.25, 4.0)
+"""Range of the exponent applied to saturation and value."""
+MULTIPLY = (0.7, 1.4)
+"""Range of the factor on saturation and value."""
+SHIFT = 0.1
+"""Largest offset added to saturation and value."""
+HUE = 0.1
+"""Largest hue shift, as a share of the colour circle."""
+
+FAMILIES = ("translation", "scale", "rotation", "contrast", "saturation_value", "hue")
+"""The transformation families of the paper, by the task option that switches each one."""
+
+
+# --------------------------------------------------------------------------- seed patches
+
+def gradient_magnitude(images: torch.Tensor) -> torch.Tensor:
+    """Per-pixel gradient magnitude of the channel-mean image: (N, C, H, W) -> (N, H, W).
+
+    Central differences inside, one-sided at the border (``torch.gradient``).
+    """
+    _check_images(images)
+    gray = to_float(images).mean(1)
+    gy, gx = torch.gradient(gray, dim=(-2, -1))
+    return torch.sqrt(gx * gx + gy * gy)
+
+
+def patch_scores(images: torch.Tensor, *, patch_size: int, context: int = 0,
+                 power: float = 2.0) -> torch.Tensor:
+    """Mean of gradient_magnitude**power over every patch_size x patch_size patch whose
+    context margin still fits in the image: (N, H', W'), H' = H - patch_size - 2*context + 1;
+    entry [n, i, j] scores the patch whose top-left corner is (context + i, context + j)."""
+    _check_patch_fits(images, patch_size, context)
+    mag = gradient_magnitude(images).double().pow(power)
+    # window sums from an integral image: four look-ups per patch instead of P*P additions
+    ii = nn.functional.pad(mag.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    p = patch_size
+    sums = ii[:, p:, p:] - ii[:, :-p, p:] - ii[:, p:, :-p] + ii[:, :-p, :-p]
+    h, w = sums.shape[-2:]
+    return (sums[:, context:h - context, context:w - context] / p**2).clamp_min(0).float()
+
+
+def sample_positions(scores: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+    """One (row, col) per image, drawn with probability proportional to ``scores``
+    (N, H', W') -> (N, 2); a flat image (all scores 0) is sampled uniformly."""
+    flat = scores.flatten(1).double()
+    flat = torch.where(flat.sum(1, keepdim=True) > 0, flat, torch.ones_like(flat))
+    idx = torch.multinomial(flat, 1, generator=generator).squeeze(1)
+    return torch.stack([idx // scores.shape[-1], idx % scores.shape[-1]], 1)
+
+
+def cut_windows(images: torch.Tensor, positions: torch.Tensor, *, size: int) -> torch.Tensor:
+    """The size x size window with top-left corner positions[i] from images[i]."""
+    rows = positions[:, 0, None] + torch.arange(size)  # (N, size)
+    cols = positions[:, 1, None] + torch.arange(size)
+    n = torch.arange(len(images))[:, None, None]
+    # (N, size, size, C) by advanced indexing, then channels back in front
+    return images.permute(0, 2, 3, 1)[n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def extract_seeds(images: torch.Tensor, *, num_seeds: int, patch_size: int = 32,
+                  context: int = 8, power: float = 2.0, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seed patches from ``num_seeds`` different images, placed where gradients are strong.
+
+    Returns ``windows`` (num_seeds, C, P+2m, P+2m) in the images' dtype (the seed patch is the
+    centre P x P, m = ``context``) and ``origins`` (num_seeds, 3): image index, top, left of
+    the seed patch itself.
+    """
+    _check_patch_fits(images, patch_size, context)
+    if not 1 <= num_seeds <= len(images):
+        raise ValueError(
+            f"cannot draw {num_seeds} seed patches from {len(images)} images (one seed per "
+            f"image): ask for at most {len(images)} surrogate classes or use more images")
+    which = torch.randperm(len(images), generator=generator)[:num_seeds]
+    chosen = images[which]
+    scores = patch_scores(chosen, patch_size=patch_size, context=context, power=power)
+    pos = sample_positions(scores, generator=generator)  # corner of the window
+    windows = cut_windows(chosen, pos, size=patch_size + 2 * context)
+    return windows, torch.cat([which[:, None], pos + context], 1)
+
+
+# --------------------------------------------------------------------------- geometry
+
+def affine_matrices(params: dict[str, torch.Tensor], *, patch_size: int, height: int,
+                    width: int) -> torch.Tensor:
+    """The (N, 2, 3) ``affine_grid`` matrices that cut a patch_size patch out of the centre of
+    (height, width) images, shifted by ``shift`` (N, 2; x, y in pixels), zoomed by ``scale``
+    (N,) and turned anticlockwise by ``angle`` (N, degrees).
+
+    A content point p (pixels from the centre) lands at u = scale * R(angle) p + shift in the
+    patch; ``affine_grid`` needs the inverse map, from output to input coordinates.
+    """
+    scale, shift = params["scale"], params["shift"]
+    theta = torch.deg2rad(params["angle"])
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    # inverse rotation R(-angle), image rows grow downwards so anticlockwise flips the sign
+    inv = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    inv = inv / scale[:, None, None]
+    # normalised coordinates: u_n = u / (P/2), p_n = p / (side/2)
+    to_input = torch.tensor([patch_size / width, patch_size / height], dtype=inv.dtype,
+                            device=inv.device)
+    mat = inv * to_input[None, :, None]
+    offset = -(inv @ shift.unsqueeze(-1)).squeeze(-1) * torch.tensor(
+        [2 / width, 2 / height], dtype=inv.dtype, device=inv.device)
+    return torch.cat([mat, offset.unsqueeze(-1)], -1)
+
+
+def transform_geometry(images: torch.Tensor, params: dict[str, torch.Tensor], *,
+                       patch_size: int) -> torch.Tensor:
+    """Shift, zoom and turn each image (bilinear), then cut the central patch_size patch:
+    (N, C, H, W) -> (N, C, P, P). Points beyond the image are mirrored back in."""
+    _check_images(images)
+    n, c, h, w = images.shape
+    if min(h, w) < patch_size:
+        raise ValueError(f"images {h}x{w} are smaller than the patch ({patch_size}): "
+                         "use a smaller patch_size or larger images")
+    p = {k: v.to(images.device, images.dtype) for k, v in params.items()}
+    mat = affine_matrices(p, patch_size=patch_size, height=h, width=w)
+    grid = nn.functional.affine_grid(mat, [n, c, patch_size, patch_size], align_corners=False)
+    return nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
+                                     align_corners=False)
+
+
+# --------------------------------------------------------------------------- colour
+
+def colour_pca(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean colour (C,) and principal components (C, C), one per row, strongest first, of
+    all pixels of ``images`` (N, C, H, W)."""
+    _check_images(images)
+    pixels = to_float(images).transpose(0, 1).flatten(1).double()  # (C, pixels)
+    mean = pixels.mean(1)
+    cov = torch.cov(pixels) if pixels.shape[0] > 1 else pixels.var(1, keepdim=True)
+    _, vecs = torch.linalg.eigh(cov.reshape(len(mean), len(mean)))  # ascending eigenvalues
+    return mean.float(), vecs.flip(1).T.contiguous().float()
+
+
+def scale_principal_components(images: torch.Tensor, factors: torch.Tensor,
+                               mean: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
+    """Multiply each pixel's projection on every principal colour component (around the mean
+    colour) by factors[i, k]: x' = mean + V^T diag(f_i) V (x - mean), clamped to [0, 1]."""
+    _check_images(images)
+    mean = mean.to(images)
+    comps = components.to(images)
+    # one C x C colour matrix M and offset mean - M mean per sample, for all its pixels at once
+    mats = comps.T @ (factors.to(images)[:, :, None] * comps)  # (N, C, C)
+    offset = mean - mats @ mean  # (N, C)
+    out = torch.baddbmm(offset.unsqueeze(-1), mats, images.flatten(2))
+    return out.view_as(images).clamp_(0, 1)
+
+
+def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] -> HSV in [0, 1] (hue as a share of the circle): (N, 3, H, W)."""
+    h6, s, v = _rgb_to_hsv(*images.unbind(1))
+    return torch.stack([h6.div_(6).remainder_(1.0), s, v], 1)
+
+
+def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """HSV in [0, 1] -> RGB in [0, 1]: (N, 3, H, W)."""
+    h, s, v = hsv.unbind(1)
+    return _hsv_to_rgb(h * 6, s, v)
+
+
+def _rgb_to_hsv(r, g, b):
+    """(hue in sixths of the circle, in [-1, 5), saturation, value) of RGB planes."""
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    delta = maxc - torch.minimum(torch.minimum(r, g), b)
+    inv = delta.clamp_min(1e-12).reciprocal_()
+    # measured from the strongest channel; a gray pixel (delta 0, max == r) gets hue 0
+    h6 = torch.where(maxc == r, (g - b).mul_(inv),
+                     torch.where(maxc == g, (b - r).mul_(inv).add_(2),
+                                 (r - g).mul_(inv).add_(4)))
+    return h6, delta.div_(maxc.clamp_min(1e-12)), maxc
+
+
+def _hsv_to_rgb(h6, s, v):
+    """RGB (N, 3, H, W) from hue in sixths of the circle (any real number), S and V planes."""
+    # channel n (red 5, green 3, blue 1) = v - v*s*clamp(min(k, 4-k), 0, 1), k = (n + h6) mod 6
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=h6.dtype, device=h6.device).view(1, 3, 1, 1)
+    k = (h6.unsqueeze(1) + n).remainder_(6)
+    ramp = torch.minimum(k, 4 - k).clamp_(0, 1)
+    return torch.addcmul(v.unsqueeze(1), (v * s).unsqueeze(1), ramp, value=-1)
+
+
+def _power_multiply_shift(x, power, factor, shift):
+    # clamp first: a negative base under a fractional power would give NaN
+    x = x.clamp(0, 1).pow_(power.view(-1, 1, 1))
+    return x.mul_(factor.view(-1, 1, 1)).add_(shift.view(-1, 1, 1)).clamp_(0, 1)
+
+
+def adjust_hsv(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Saturation and value each raised to a power, multiplied and shifted; hue shifted.
+
+    ``params`` holds (N,) tensors ``sat_power``, ``sat_factor``, ``sat_shift``,
+    ``val_power``, ``val_factor``, ``val_shift`` and ``hue_shift``. Grayscale images (C=1)
+    get the value transform on their intensity only.
+    """
+    _check_images(images)
+    p = {k: v.to(images.device, images.dtype) for k, v in params.items()}
+    images = images.clamp(0, 1)
+    if images.shape[1] == 1:  # a gray pixel's value is its intensity; no saturation or hue
+        return _power_multiply_shift(images[:, 0], p["val_power"], p["val_factor"],
+                                     p["val_shift"]).unsqueeze(1)
+    if images.shape[1] != 3:
+        raise ValueError(f"HSV needs RGB (3 channels) or grayscale (1), got {images.shape[1]}")
+    h6, s, v = _rgb_to_hsv(*images.unbind(1))
+    h6 = h6.add_(6 * p["hue_shift"].view(-1, 1, 1))  # _hsv_to_rgb wraps it around the circle
+    s = _power_multiply_shift(s, p["sat_power"], p["sat_factor"], p["sat_shift"])
+    v = _power_multiply_shift(v, p["val_power"], p["val_factor"], p["val_shift"])
+    return _hsv_to_rgb(h6, s, v)
+
+
+# --------------------------------------------------------------------------- parameters
+
+def _log_uniform(n, low, high, generator):
+    u = torch.rand(n, generator=generator)
+    return torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+
+
+def _uniform(shape, low, high, generator):
+    return low + (high - low) * torch.rand(shape, generator=generator)
+
+
+def identity_params(n: int, *, channels: int = 3) -> dict[str, torch.Tensor]:
+    """Parameters that leave every image as it is (the central patch, unchanged colours)."""
+    ones, zeros = torch.ones(n), torch.zeros(n)
+    return {"shift": torch.zeros(n, 2), "scale": ones, "angle": zeros,
+            "contrast": torch.ones(n, channels),
+            "sat_power": ones, "sat_factor": ones, "sat_shift": zeros,
+            "val_power": ones, "val_factor": ones, "val_shift": zeros, "hue_shift": zeros}
+
+
+def sample_params(n: int, *, patch_size: int, channels: int = 3,
+                  families: tuple[str, ...] = FAMILIES, generator: torch.Generator
+                  ) -> dict[str, torch.Tensor]:
+    """One random transformation per sample, the paper's ranges, for the enabled families
+    (the others get identity parameters). All draws come from ``generator``, always in the
+    same order, so switching a family off leaves the other families' draws unchanged."""
+    unknown = set(families) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown transformation families {sorted(unknown)}; "
+                         f"choose from {FAMILIES}")
+    g = generator
+    drawn = {
+        "shift": _uniform((n, 2), -TRANSLATION, TRANSLATION, g) * patch_size,
+        "scale": _log_uniform(n, *SCALE, g),
+        "angle": _uniform(n, -ROTATION, ROTATION, g),
+        "contrast": _log_uniform(n * channels, *CONTRAST, g).view(n, channels),
+        "sat_power": _log_uniform(n, *POWER, g),
+        "sat_factor": _log_uniform(n, *MULTIPLY, g),
+        "sat_shift": _uniform(n, -SHIFT, SHIFT, g),
+        "val_power": _log_uniform(n, *POWER, g),
+        "val_factor": _log_uniform(n, *MULTIPLY, g),
+        "val_shift": _uniform(n, -SHIFT, SHIFT, g),
+        "hue_shift": _uniform(n, -HUE, HUE, g),
+    }
+    keys = {"translation": ("shift",), "scale": ("scale",), "rotation": ("angle",),
+            "contrast": ("contrast",), "hue": ("hue_shift",),
+            "saturation_value": ("sat_power", "sat_factor", "sat_shift", "val_power",
+                                 "val_factor", "val_shift")}
+    params = identity_params(n, channels=channels)
+    for family in families:
+        for key in keys[family]:
+            params[key] = drawn[key]
+    return params
+
+
+def apply(images: torch.Tensor, params: dict[str, torch.Tensor], *, patch_size: int,
+          mean: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
+    """Deterministic part: geometry, then principal-component contrast, then HSV changes:
+    windows (N, C, H, W) -> transformed patches (N, C, P, P) in [0, 1]."""
+    out = transform_geometry(images, params, patch_size=patch_size)
+    out = scale_principal_components(out, params["contrast"], mean, components)
+    return adjust_hsv(out, params)
+
+
+def _check_images(images):
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
+
+
+def _check_patch_fits(images, patch_size, context):
+    _check_images(images)
+    need = patch_size + 2 * context
+    if min(images.shape[-2:]) < need:
+        raise ValueError(
+            f"a {patch_size}x{patch_size} patch with {context} pixels of context needs images "
+            f"of at least {need}x{need}, got {tuple(images.shape[-2:])}: use a smaller "
+            "patch_size or context, or larger images")
+
+
+# --------------------------------------------------------------------------- the task
+
+@dataclasses.dataclass(frozen=True)
+class ExemplarTask:
+    """Exemplar-CNN as a pretext task (see the module docstring).
+
+    Each training sample is a fresh transformation of its seed, so the paper's "samples per
+    class" is the training budget divided by ``num_classes`` (:meth:`samples_per_class`).
+    """
+
+    num_classes: int = 500  # N: seed patches = surrogate classes (the paper: up to 32,000)
+    patch_size: int = 32
+    context: int = 8  # pixels of real image around each seed, room for the transformations
+    gradient_power: float = 2.0  # seeds drawn with probability ~ mean |gradient|**power
+    seed: int = 0  # which seed patches are drawn (separate from the training seed)
+    translation: bool = True
+    scale: bool = True
+    rotation: bool = True
+    contrast: bool = True
+    saturation_value: bool = True
+    hue: bool = True
+
+    name = "exemplar"
+    samples_per_image = 1
+
+    def __post_init__(self):
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        if self.patch_size < 16 or self.context < 0:
+            raise ValueError(f"need patch_size >= 16 (the backbone halves it 4 times) and "
+                             f"context >= 0, got {self.patch_size} and {self.context}")
+
+    @property
+    def min_image_size(self) -> int:
+        """Seeds are cut with their context, so images need at least this side."""
+        return self.patch_size + 2 * self.context
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(f"seed {i}" for i in range(self.num_classes))
+
+    @property
+    def chance(self) -> float:
+        return 1 / self.num_classes
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The enabled transformation families."""
+        return tuple(f for f in FAMILIES if getattr(self, f))
+
+    def options(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def samples_per_class(self, budget_samples: int) -> float:
+        """Transformed samples of each surrogate class seen in training on this budget."""
+        return budget_samples / self.num_classes
+
+    def seeds(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """(windows, origins) of the seed patches from the dataset's unlabeled images (see
+        :func:`extract_seeds`); the same options give the same seeds."""
+        g = torch.Generator().manual_seed(self.seed)
+        return extract_seeds(dataset.unlabeled, num_seeds=self.num_classes,
+                             patch_size=self.patch_size, context=self.context,
+                             power=self.gradient_power, generator=g)
+
+    def colour_basis(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean colour and principal components of the seed patches' pixels."""
+        m = self.context
+        return colour_pca(windows[..., m:windows.shape[-2] - m, m:windows.shape[-1] - m])
+
+    def training_data(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """The seed windows (uint8) and their surrogate classes 0..N-1."""
+        windows, _ = self.seeds(dataset)
+        # the colour basis is three numbers and a 3x3 matrix: keep it for make_batch
+        object.__setattr__(self, "_basis", self.colour_basis(windows))
+        return windows, torch.arange(self.num_classes)
+
+    def evaluation_data(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same seeds: ``predict`` draws fresh transformations from its own generator."""
+        return self.training_data(dataset)
+
+    def make_batch(self, images: torch.Tensor, *, generator: torch.Generator,
+                   labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transform each seed window once: (transformed patches, surrogate classes)."""
+        _check_images(images)
+        if min(images.shape[-2:]) < self.min_image_size:
+            raise ValueError(
+                f"exemplar needs seed windows of at least {self.min_image_size}x"
+                f"{self.min_image_size} (patch_size {self.patch_size} + 2 x context "
+                f"{self.context}), got {tuple(images.shape[-2:])}")
+        if labels is None:
+            raise ValueError("exemplar batches need labels= (the surrogate class of every "
+                             "seed window, from training_data)")
+        params = sample_params(images.shape[0], patch_size=self.patch_size,
+                               channels=images.shape[1], families=self.families,
+                               generator=generator)
+        basis = getattr(self, "_basis", None)
+        if basis is None or len(basis[0]) != images.shape[1]:
+            basis = self.colour_basis(images)  # no seeds seen yet: use this batch's colours
+        mean, comps = basis
+        return apply(images, params, patch_size=self.patch_size, mean=mean,
+                     components=comps), labels
+
+    def build_model(self, backbone: Backbone) -> nn.Module:
+        return Classifier(backbone, LinearHead(backbone.out_channels, self.num_classes))
+
+    @torch.no_grad()
+    def accuracy_by_family(self, model: nn.Module, windows: torch.Tensor,
+                           labels: torch.Tensor, *, seed: int = 12345,
+                           batch_size: int = 256) -> dict[str, float]:
+        """Surrogate accuracy of ``model`` with no transformation ("none"), then with each
+        family alone (the others switched off), on fresh draws seeded by ``seed``."""
+        mean, comps = getattr(self, "_basis", None) or self.colour_basis(windows)
+        model = model.eval()
+        out = {}
+        for family in ("none", *FAMILIES):
+            g = torch.Generator().manual_seed(seed)
+            right = 0
+            for i in range(0, len(windows), batch_size):
+                batch = to_float(windows[i:i + batch_size])
+                p = sample_params(len(batch), patch_size=self.patch_size,
+                                  channels=batch.shape[1],
+                                  families=() if family == "none" else (family,), generator=g)
+                inputs = apply(batch, p, patch_size=self.patch_size, mean=mean,
+                               components=comps)
+                right += (model(inputs).argmax(1) == labels[i:i + batch_size]).sum().item()
+            out[family] = right / len(windows)
+        return out
+
+    def probe_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone is fully convolutional: whole images go in as they are, and the probe
+        pools each block's map over the image (as the paper pooled over image quadrants)."""
+        return images
