@@ -1,9 +1,10 @@
 """Checkers for the notebooks' exercises: they say what is wrong and give a hint.
 
-A checker returns quietly (after printing a short "correct") when the answer is right, and
-raises :class:`ExerciseError` when it is not, with a message that names the value that differs
-(the shape, the index, the label) and a hint. An unanswered stub (``raise
-NotImplementedError``) is reported as "not answered yet".
+Every answer is a function the learner writes (for a question, a function that returns the
+answer). A checker calls it first — so an unanswered stub (``raise NotImplementedError``) is
+reported as "not answered yet" before anything else is looked at — then returns after printing
+a short "correct" when the answer is right, or raises :class:`ExerciseError` with a message that
+names the value that differs (the shape, the index, the label) and a hint.
 
 The general helpers come first; then one section per notebook.
 """
@@ -68,6 +69,43 @@ def expect_in_range(exercise: str, name: str, got: float, low: float, high: floa
 
 
 # --------------------------------------------------------------------------------------------
+# 00_introduction
+
+
+def check_standardise(standardise) -> bool:
+    """Exercise: standardise train and test features with the *training* mean and std."""
+    from .probe import standardise as reference
+
+    ex = "standardise"
+    g = torch.Generator().manual_seed(0)
+    train = torch.randn(50, 4, generator=g) * torch.tensor([1.0, 5.0, 0.1, 2.0]) + 3
+    test = torch.randn(20, 4, generator=g) * 2 - 1
+    result = call_answer(ex, standardise, train.clone(), test.clone())
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        _fail(ex, "return a pair (train_standardised, test_standardised).")
+    ref_train, ref_test = reference(train, test)
+    expect_tensor(ex, "standardised train", result[0], ref_train, atol=1e-4,
+                  hint="subtract train.mean(0) and divide by train.std(0), feature by feature.")
+    expect_tensor(ex, "standardised test", result[1], ref_test, atol=1e-4,
+                  hint="the test split uses the TRAINING mean and std: statistics of the test "
+                       "set are not known when the probe is fitted.")
+    return _ok(ex, "Test features are scaled with training statistics only.")
+
+
+def check_random_beats_chance(random_beats_chance, random_accuracy: float, chance: float
+                              ) -> bool:
+    """Exercise: is a random, untrained network's probe above chance? (returns True / False)"""
+    ex = "random_beats_chance"
+    answer = call_answer(ex, random_beats_chance)
+    if not isinstance(answer, bool):
+        _fail(ex, f"return True or False, got {answer!r}.")
+    expect_value(ex, "random-init above chance", answer, random_accuracy > chance + 0.05,
+                 hint=f"compare the random-init probe ({100 * random_accuracy:.1f}%) with "
+                      f"chance ({100 * chance:.1f}%).")
+    return _ok(ex, "Random convolutions keep colour and layout: that is why baselines matter.")
+
+
+# --------------------------------------------------------------------------------------------
 # 01_rotation
 
 
@@ -104,13 +142,210 @@ def check_rotation_batch(rotation_batch) -> bool:
     return _ok(ex, "All four rotations of each image sit in one batch, as in the paper.")
 
 
-def check_best_block(answer: str, probe_results: dict) -> bool:
+def check_best_block(best_block, probe_results: dict) -> bool:
     """Exercise: which block of the rotation network gives the best linear probe?"""
     ex = "best_block"
-    if answer is NotImplemented or answer is None:
-        _fail(ex, "not answered yet: set `answer` to a block name such as 'block2'.")
+    answer = call_answer(ex, best_block)
     best = probe_results["rotation"].best_block
     expect_value(ex, "best block", answer, best,
                  hint="look at the rotation row of the probe table: which column is highest? "
                       "The paper also found a middle block beats the last one.")
     return _ok(ex, "Later blocks specialise in the pretext task; middle blocks stay general.")
+
+
+# --------------------------------------------------------------------------------------------
+# 04_relative_patch_location
+
+
+def check_label_to_offset(label_to_offset) -> bool:
+    """Exercise: the (row, column) step from the centre cell to neighbour ``label`` (0..7)."""
+    from .pretext.relative_patch import offset_of
+
+    ex = "label_to_offset"
+    for label in range(8):
+        got = call_answer(ex, label_to_offset, label)
+        got = tuple(int(v) for v in got) if isinstance(got, (tuple, list)) else got
+        expect_value(ex, f"label_to_offset({label})", got, offset_of(label),
+                     hint="number the 9 cells of the 3x3 grid row by row (0..8), skip the "
+                          "centre cell 4, then subtract the centre (1, 1) from the cell's "
+                          "(row, column).")
+    return _ok(ex, "Row-major, centre skipped: label 0 is top-left, label 7 bottom-right.")
+
+
+def check_project_out(project_out) -> bool:
+    """Exercise: remove the green-magenta component from every pixel of (N, 3, H, W)."""
+    from .pretext.relative_patch import project_out_green_magenta
+
+    ex = "project_out"
+    images = torch.rand(2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    got = call_answer(ex, project_out, images.clone())
+    expect_tensor(ex, "project_out(images)", got, project_out_green_magenta(images), atol=1e-5,
+                  hint="v = (-0.5, 1, -0.5) / its norm; per pixel, subtract (x . v) v, where "
+                       "x . v sums over the channel axis (dim 1).")
+    return _ok(ex, "What is left of each pixel has no green-magenta component.")
+
+
+def check_best_countermeasure(best_countermeasure, accuracy: dict) -> bool:
+    """Exercise: which countermeasure brings a single patch's position read-out on aberrated
+    scenes back closest to the clean level? ``accuracy`` maps each lab row to its number."""
+    ex = "best_countermeasure"
+    answer = call_answer(ex, best_countermeasure)
+    options = [k for k in accuracy if k not in ("clean", "aberrated")]
+    if answer not in options:
+        _fail(ex, f"{answer!r} is not one of {options}.")
+    best = min(options, key=lambda k: abs(accuracy[k] - accuracy["clean"]))
+    expect_value(ex, "closest to the clean level", answer, best,
+                 hint="compare each countermeasure's row accuracy with the clean row's.")
+    return _ok(ex, "Without a second colour channel there is no colour fringe to read.")
+
+
+# --------------------------------------------------------------------------------------------
+# 02_exemplar
+
+
+def check_power_multiply_shift(power_multiply_shift) -> bool:
+    """Exercise: x -> clamp(clamp(x, 0, 1) ** power * factor + shift, 0, 1), without NaNs."""
+    ex = "power_multiply_shift"
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 6, 6, generator=g) * 1.2 - 0.1  # a little outside [0, 1], like real data
+    power = torch.tensor([0.25, 1.0, 2.0, 4.0])
+    factor = torch.tensor([0.7, 1.0, 1.2, 1.4])
+    shift = torch.tensor([-0.1, 0.0, 0.05, 0.1])
+    got = call_answer(ex, power_multiply_shift, x.clone(), power, factor, shift)
+    if isinstance(got, torch.Tensor) and torch.isnan(got).any():
+        _fail(ex, f"{int(torch.isnan(got).sum())} values are NaN.",
+              "a negative number to a fractional power is NaN: clamp x to [0, 1] *before* "
+              "the power.")
+    expected = (x.clamp(0, 1).pow(power.view(-1, 1, 1)) * factor.view(-1, 1, 1)
+                + shift.view(-1, 1, 1)).clamp(0, 1)
+    expect_tensor(ex, "power_multiply_shift(x, power, factor, shift)", got, expected, atol=1e-6,
+                  hint="one power, factor and shift per sample: reshape them to (N, 1, 1) so "
+                       "they broadcast over the pixels; clamp the result to [0, 1] too.")
+    return _ok(ex, "Clamping first keeps every power finite.")
+
+
+def check_patch_probabilities(patch_probabilities) -> bool:
+    """Exercise: probability of every patch position ~ mean squared gradient inside it."""
+    from .pretext.exemplar import gradient_magnitude, patch_scores
+
+    ex = "patch_probabilities"
+    image = torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(1))
+    image[..., :10] = 0.5  # a flat left half
+    got = call_answer(ex, patch_probabilities, gradient_magnitude(image)[0], 8)
+    scores = patch_scores(image, patch_size=8)[0]
+    expect_tensor(ex, "patch_probabilities(magnitude, 8)", got, scores / scores.sum(),
+                  atol=1e-5,
+                  hint="square the magnitude, average it over every 8x8 window "
+                       "(avg_pool2d with stride 1 on a (1, 1, H, W) tensor), then divide by "
+                       "the sum so the map sums to 1; the result is (H - 7, W - 7).")
+    return _ok(ex, "Flat windows get (almost) no probability; textured ones most of it.")
+
+
+# --------------------------------------------------------------------------------------------
+# 05_comparing_pretext_tasks
+
+
+def check_best_pretext_task(best_pretext_task, results: dict) -> bool:
+    """Exercise: the self-supervised task with the highest best-block linear probe."""
+    ex = "best_pretext_task"
+    answer = call_answer(ex, best_pretext_task)
+    tasks = results["tasks"]
+    if answer not in tasks:
+        _fail(ex, f"{answer!r} is not one of the compared pretext tasks {tasks}.",
+              "the baselines 'random' and 'supervised' are not pretext tasks.")
+    best = max(tasks, key=lambda t: max(results["methods"][t]["linear"].values()))
+    expect_value(ex, "best pretext task", answer, best,
+                 hint="compare the 'best' column of the linear probe table, task rows only.")
+    return _ok(ex)
+
+
+def check_balanced_subset(balanced_subset) -> bool:
+    """Exercise: indices of a class-balanced random subset, seeded, without repeats."""
+    ex = "balanced_subset"
+    labels = torch.arange(120) % 6
+    idx = call_answer(ex, balanced_subset, labels.clone(), 4, 0)
+    if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.int64, torch.int32):
+        _fail(ex, f"return a tensor of integer indices, got {type(idx).__name__}"
+                  f"{'' if not isinstance(idx, torch.Tensor) else ' of ' + str(idx.dtype)}.")
+    if len(idx) != 24:
+        _fail(ex, f"expected 4 indices for each of the 6 classes (24), got {len(idx)}.")
+    if len(set(idx.tolist())) != len(idx):
+        _fail(ex, "some indices repeat.", "draw without replacement: torch.randperm.")
+    counts = labels[idx].bincount(minlength=6)
+    for c, n in enumerate(counts.tolist()):
+        if n != 4:
+            _fail(ex, f"class {c} got {n} images, expected 4.",
+                  "pick within each class separately: (labels == c).nonzero().")
+    again = call_answer(ex, balanced_subset, labels.clone(), 4, 0)
+    if not torch.equal(torch.as_tensor(again).sort().values, idx.sort().values):
+        _fail(ex, "the same seed gave a different subset.",
+              "use torch.Generator().manual_seed(seed), never the global random state.")
+    other = call_answer(ex, balanced_subset, labels.clone(), 4, 1)
+    if torch.equal(torch.as_tensor(other).sort().values, idx.sort().values):
+        _fail(ex, "seeds 0 and 1 gave the same subset: the seed is not used.")
+    return _ok(ex)
+
+
+def check_same_order(same_order, results: dict) -> bool:
+    """Exercise: does pretext accuracy / chance order the tasks as the probe does?"""
+    ex = "same_order"
+    answer = call_answer(ex, same_order)
+    if not isinstance(answer, bool):
+        _fail(ex, f"return True or False, got {answer!r}.")
+    m = results["methods"]
+    tasks = results["tasks"]
+    by_pretext = sorted(tasks,
+                        key=lambda t: m[t]["pretext"]["accuracy"] / m[t]["pretext"]["chance"])
+    by_probe = sorted(tasks, key=lambda t: max(m[t]["linear"].values()))
+    expect_value(ex, "same order", answer, by_pretext == by_probe,
+                 hint=f"by pretext/chance: {by_pretext}; by probe: {by_probe}.")
+    return _ok(ex, "Kolesnikov et al. 2019 found the same: pretext accuracy is no feature score.")
+
+
+# --------------------------------------------------------------------------------------------
+# 03_jigsaw
+
+
+def check_hamming(hamming_distance) -> bool:
+    """Exercise: the Hamming distance between two orders of the nine tiles."""
+    ex = "hamming_distance"
+    g = torch.Generator().manual_seed(0)
+    pairs = [(torch.randperm(9, generator=g), torch.randperm(9, generator=g)) for _ in range(20)]
+    pairs.append((torch.arange(9), torch.arange(9)))
+    for p, q in pairs:
+        got = call_answer(ex, hamming_distance, p.clone(), q.clone())
+        expected = int((p != q).sum())
+        expect_value(ex, f"hamming_distance({p.tolist()}, {q.tolist()})", int(got), expected,
+                     hint="count the positions i where p[i] != q[i]; (p != q) is a tensor of "
+                          "booleans you can .sum().")
+    return _ok(ex, "Two different orders always differ in at least 2 positions (a swap).")
+
+
+def check_unshuffle(unshuffle) -> bool:
+    """Exercise: put shuffled tiles back in grid order."""
+    from .pretext.jigsaw import shuffle
+
+    ex = "unshuffle"
+    g = torch.Generator().manual_seed(1)
+    tiles = torch.rand(4, 9, 1, 3, 3, generator=g)
+    orders = torch.stack([torch.randperm(9, generator=g) for _ in range(4)])
+    shuffled = shuffle(tiles, orders)
+    got = call_answer(ex, unshuffle, shuffled.clone(), orders.clone())
+    expect_tensor(ex, "unshuffled tiles", got, tiles,
+                  hint="position i holds the tile of cell order[n, i]: so out[n, order[n, i]] "
+                       "= shuffled[n, i]; or gather with order.argsort(1), the inverse order.")
+    return _ok(ex, "Applying the inverse permutation rebuilds the grid.")
+
+
+def check_set_choice(set_choice, stats: dict) -> bool:
+    """Exercise: which greedy criterion gives the larger smallest distance between orders?"""
+    ex = "set_choice"
+    answer = call_answer(ex, set_choice)
+    if answer not in stats:
+        _fail(ex, f"return one of {sorted(stats)}, got {answer!r}.")
+    best = max(stats, key=lambda k: stats[k]["min"])
+    expect_value(ex, "criterion", answer, best,
+                 hint="compare the 'min' entries: the greedy choice by the minimum keeps "
+                      "every pair of orders far apart; by the average, two may still differ "
+                      "by one swap.")
+    return _ok(ex, "A larger minimum distance means no two classes are nearly the same puzzle.")

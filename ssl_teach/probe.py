@@ -63,6 +63,12 @@ def extract_features(backbone: nn.Module, images: torch.Tensor, *, prepare=None,
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def pixel_features(images: torch.Tensor, *, grid: int = 8) -> torch.Tensor:
+    """Raw pixels average-pooled to a grid x grid image and flattened: (N, C * grid**2).
+    The "no network at all" baseline of the probe."""
+    return nn.functional.adaptive_avg_pool2d(to_float(images), grid).flatten(1)
+
+
 def standardise(train: torch.Tensor, *others: torch.Tensor):
     """Subtract the training mean and divide by the training std (per feature)."""
     mean, std = train.mean(0), train.std(0).clamp_min(1e-6)

@@ -48,6 +48,32 @@ def show_images(images, *, titles=None, ncols: int = 8, size: float = 1.4, supti
     return fig
 
 
+def draw_pipeline(ax=None):
+    """The course's data flow as a diagram: images -> pretext task -> backbone + head -> loss,
+    then the frozen backbone -> probe on labelled data; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 2.8))
+    boxes = [
+        (0.06, 0.72, "unlabeled\nimages"), (0.25, 0.72, "pretext task\n(inputs, targets)"),
+        (0.46, 0.72, "backbone"), (0.63, 0.72, "pretext head"), (0.82, 0.72, "loss"),
+        (0.06, 0.2, "few labelled\nimages"), (0.46, 0.2, "frozen\nbackbone"),
+        (0.66, 0.2, "linear probe\n(per block)"), (0.86, 0.2, "accuracy vs\nbaselines"),
+    ]
+    for x, y, text in boxes:
+        ax.text(x, y, text, ha="center", va="center", fontsize=9,
+                bbox=dict(boxstyle="round,pad=0.4", fc="#e8f0fe", ec="#4a6fa5"))
+    arrows = [((0.11, 0.72), (0.18, 0.72)), ((0.32, 0.72), (0.41, 0.72)),
+              ((0.51, 0.72), (0.57, 0.72)), ((0.69, 0.72), (0.78, 0.72)),
+              ((0.46, 0.6), (0.46, 0.32)), ((0.12, 0.2), (0.41, 0.2)),
+              ((0.51, 0.2), (0.6, 0.2)), ((0.72, 0.2), (0.8, 0.2))]
+    for start, end in arrows:
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", color="#333"))
+    ax.text(0.5, 0.46, "keep the backbone, drop the head", ha="left", fontsize=8, style="italic")
+    ax.set(xlim=(0, 0.95), ylim=(0.05, 0.9))
+    ax.axis("off")
+    return ax
+
+
 # --------------------------------------------------------------------------------------------
 # Training and probe results
 
@@ -147,7 +173,86 @@ def plot_confusion(predictions, targets, class_names, *, ax=None, title=None):
 
 
 # --------------------------------------------------------------------------------------------
-# What the network looks at
+# Comparing methods (05_comparing_pretext_tasks)
+
+
+def plot_probe_heatmap(methods: dict, *, metric: str = "linear", ax=None):
+    """Method x block heat map of probe accuracy, numbers written in; returns the axes.
+    ``methods`` is ``compare(...)["methods"]``."""
+    names = list(methods)
+    blocks = list(methods[names[0]][metric])
+    grid = np.array([[100 * methods[n][metric][b] for b in blocks] for n in names])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.5 + 1.1 * len(blocks), 0.8 + 0.45 * len(names)))
+    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for i in range(len(names)):
+        for j in range(len(blocks)):
+            ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                    color="white" if grid[i, j] < 60 else "black")
+    ax.set_xticks(range(len(blocks)), blocks)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_title(f"{metric} probe accuracy (%) per block")
+    plt.colorbar(im, ax=ax, fraction=0.04)
+    return ax
+
+
+def plot_label_efficiency(results: dict, *, ax=None):
+    """Best-block linear probe accuracy against labels per class (log scale), mean ± std over
+    the label-subset seeds, plus supervised training from scratch; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    sizes = results["sizes"]
+    numeric = [int(s) for s in sizes if s != "all"]
+    x_all = 8 * max(numeric) if numeric else 1  # "all" is drawn at the right end
+    rows = [(name, m["label_efficiency"], "-o") for name, m in results["methods"].items()
+            if name != "supervised"]
+    rows.append(("supervised (probe)", results["methods"]["supervised"]["label_efficiency"],
+                 "-s"))
+    rows.append(("supervised from scratch", results["scratch_supervised"], "--k^"))
+    for name, le, style in rows:
+        xs, ys, es = [], [], []
+        for s in sizes:
+            if s not in le:
+                continue
+            xs.append(x_all if s == "all" else int(s))
+            ys.append(100 * le[s]["mean"])
+            es.append(100 * le[s]["std"])
+        ax.errorbar(xs, ys, yerr=es, fmt=style, capsize=3, label=name, ms=4)
+    ticks, labels = list(numeric), [str(t) for t in numeric]
+    if "all" in sizes:
+        ticks.append(x_all)
+        labels.append("all")
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, labels)
+    ax.minorticks_off()
+    ax.set(xlabel="labelled images per class", ylabel="test accuracy (%)", ylim=(0, 102),
+           title="label efficiency (best block, mean ± std over label subsets)")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_pretext_vs_probe(methods: dict, *, ax=None):
+    """Scatter: pretext accuracy (as a multiple of chance) against best-block probe accuracy;
+    returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.6))
+    for name, m in methods.items():
+        if not m.get("pretext"):
+            continue
+        x = m["pretext"]["accuracy"] / m["pretext"]["chance"]
+        y = 100 * m["linear"][m["best_block"]]
+        ax.scatter([x], [y], s=40)
+        ax.annotate(f"{name} ({100 * m['pretext']['accuracy']:.0f}%)", (x, y), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    random_best = 100 * max(methods["random"]["linear"].values())
+    ax.axhline(random_best, ls=":", color="gray")
+    ax.text(ax.get_xlim()[0], random_best + 0.5, " random-init", fontsize=7, color="gray")
+    ax.set_xscale("log")
+    ax.set(xlabel="pretext accuracy / chance (log)", ylabel="best-block linear probe (%)",
+           title="does a better pretext score mean better features?")
+    return ax
+
+
 
 
 def grad_cam(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
@@ -243,3 +348,87 @@ def plot_embedding(features: torch.Tensor, labels: torch.Tensor, class_names, *,
         ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=cmap(c % cmap.N), label=name)
     ax.set(xticks=[], yticks=[], title=title or "PCA of features")
     return ax
+
+
+# --------------------------------------------------------------------------------------------
+# 03_jigsaw
+
+
+def show_tile_grid(tiles: torch.Tensor, *, labels=None, ax=None, title=None, gap: float = 0.08):
+    """Nine tiles (9, C, t, t) drawn as a 3x3 grid with small gaps, tile i at row i // 3,
+    column i % 3, each with an optional label in its corner; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2.4, 2.4))
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, 3)
+        x0, y0 = c * (1 + gap), r * (1 + gap)
+        ax.imshow(to_display(tile), cmap="gray", vmin=0, vmax=1, interpolation="nearest",
+                  extent=(x0, x0 + 1, y0 + 1, y0))
+        if labels is not None:
+            ax.text(x0 + 0.06, y0 + 0.06, str(labels[i]), fontsize=8, va="top", ha="left",
+                    color="white", bbox={"facecolor": "black", "alpha": 0.6, "pad": 1})
+    side = 3 + 2 * gap
+    ax.set_xlim(0, side)
+    ax.set_ylim(side, 0)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+# --------------------------------------------------------------------------------------------
+# 04_relative_patch_location
+
+
+def draw_patch_grid(image: torch.Tensor, *, patch: int, gap: int, ax=None, title=None):
+    """An image with the centred 3x3 patch grid drawn on it: the centre cell marked "C", the
+    8 neighbours with their labels 0..7 (row-major, centre skipped); returns the axes."""
+    from matplotlib.patches import Rectangle
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 3.2))
+    h, w = image.shape[-2:]
+    extent = 3 * patch + 2 * gap
+    top, left = (h - extent) // 2, (w - extent) // 2
+    ax.imshow(to_display(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    label = 0
+    for r in range(3):
+        for c in range(3):
+            y, x = top + r * (patch + gap), left + c * (patch + gap)
+            centre = (r, c) == (1, 1)
+            ax.add_patch(Rectangle((x - 0.5, y - 0.5), patch, patch, fill=False, linewidth=2,
+                                   edgecolor="yellow" if centre else "white"))
+            ax.text(x + patch / 2 - 0.5, y + patch / 2 - 0.5, "C" if centre else str(label),
+                    ha="center", va="center", fontsize=11, fontweight="bold", color="black",
+                    bbox={"facecolor": "yellow" if centre else "white", "alpha": 0.8, "pad": 1})
+            label += 0 if centre else 1
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def pair_canvas(pair: torch.Tensor, label: int, *, gap: int = 4) -> torch.Tensor:
+    """A (centre, neighbour) pair (2, C, p, p) placed on a white 3x3 canvas where the label
+    says: (C, 3p + 2 gap, 3p + 2 gap), each patch rescaled to [0, 1] for display."""
+    from .pretext.relative_patch import offset_of
+
+    c, p = pair.shape[1], pair.shape[-1]
+    side = 3 * p + 2 * gap
+    canvas = torch.ones(c, side, side)
+    dr, dc = offset_of(label)
+    for patch, (r, col) in zip(pair, ((1, 1), (1 + dr, 1 + dc))):
+        lo, hi = patch.min(), patch.max()
+        shown = (patch - lo) / (hi - lo).clamp_min(1e-8)
+        y, x = r * (p + gap), col * (p + gap)
+        canvas[:, y:y + p, x:x + p] = shown.cpu()
+    return canvas
+
+
+def show_pairs(pairs: torch.Tensor, labels, *, gap: int = 4, titles=None, ncols: int = 8,
+               size: float = 1.4, suptitle=None, title_colors=None):
+    """Pairs (N, 2, C, p, p), each drawn on a 3x3 canvas with the neighbour where its label
+    says (:func:`pair_canvas`); returns the figure."""
+    canvases = torch.stack([pair_canvas(pair, int(k), gap=gap) for pair, k in zip(pairs, labels)])
+    return show_images(canvases, titles=titles, ncols=ncols, size=size, suptitle=suptitle,
+                       title_colors=title_colors)

@@ -165,3 +165,331 @@ class RotationQuiz(_Widget):
         ax.axis("off")
         ax.set_title("how was this turned?", fontsize=9)
         show_in(self.out, fig)
+
+
+# --------------------------------------------------------------------------------------------
+# 03_jigsaw
+
+
+class JigsawGame(_Widget):
+    """Be the network: put the nine shuffled tiles of a puzzle back in their cells, against
+    the clock; the network answers the same puzzles and both scores (tiles placed right, whole
+    puzzles solved, seconds per puzzle) are shown side by side."""
+
+    LETTERS = "ABCDEFGHI"
+
+    def __init__(self, model, task, images: torch.Tensor, *, n_puzzles: int = 5, seed: int = 0):
+        import time
+
+        from .pretext import jigsaw
+
+        if n_puzzles > len(images):
+            raise ValueError(f"n_puzzles={n_puzzles} but only {len(images)} images given")
+        self._clock = time.perf_counter
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(images), generator=g)[:n_puzzles]
+        imgs = to_float(images[pick])
+        # No colour guards in the game: they are there to stop the network cheating, not you.
+        params = jigsaw.sample_params(n_puzzles, num_permutations=task.num_permutations,
+                                      gap=task.gap, channels=imgs.shape[1], gray_share=0.0,
+                                      channel_shift=0, jitter=task.jitter, generator=g)
+        self.permutations = task.permutations
+        kw = {"permutations": self.permutations, "tile_size": task.tile_size, "gap": task.gap}
+        self.tiles, self.targets = jigsaw.apply(imgs, params, normalise=False, **kw)
+        self.orders = self.permutations[self.targets].long()  # the true order of each puzzle
+        t0 = self._clock()
+        probs = _probabilities(model, jigsaw.normalise_tiles(self.tiles))
+        self.model_seconds = (self._clock() - t0) / n_puzzles
+        self.model_orders = self.permutations[probs.argmax(1)].long()
+        self.answers: list[torch.Tensor] = []
+        self.seconds: list[float] = []
+        self.choice = [w.Dropdown(options=list(self.LETTERS), value=self.LETTERS[i],
+                                  layout=w.Layout(width="60px")) for i in range(9)]
+        submit = w.Button(description="done: check my puzzle")
+        submit.on_click(lambda _: self._submit())
+        self.choice_grid = w.GridBox(self.choice, layout=w.Layout(
+            grid_template_columns="repeat(3, 70px)"))
+        self.out = w.Output()
+        self.status = w.HTML()
+        self.widget = w.VBox([self.status, w.HBox([self.out, w.VBox([
+            w.HTML("which tile goes in each cell?"), self.choice_grid, submit])])])
+        self.update()
+
+    @property
+    def done(self) -> bool:
+        return len(self.answers) >= len(self.orders)
+
+    def current_choice(self) -> list[int]:
+        """The dropdowns as an order: position i's tile goes to the cell whose dropdown
+        names letter i."""
+        cells = [self.LETTERS.index(d.value) for d in self.choice]  # cell k <- tile at position
+        order = [-1] * 9
+        for cell, position in enumerate(cells):
+            order[position] = cell
+        return order
+
+    def _submit(self) -> None:
+        try:
+            self.answer(self.current_choice())
+        except ValueError:
+            self.status.value += " · <b>use every letter once</b>"
+
+    def answer(self, order) -> int:
+        """Answer the current puzzle: ``order[i]`` is the cell (0..8, row-major) where the tile
+        shown at position i belongs. Returns how many tiles you placed right."""
+        if self.done:
+            return 0
+        order = torch.as_tensor(list(order)).long()
+        if sorted(order.tolist()) != list(range(9)):
+            raise ValueError("an answer puts each of the 9 tiles in a different cell 0..8, "
+                             f"got {order.tolist()}: every letter must be used once")
+        n = len(self.answers)
+        self.seconds.append(self._clock() - self._start)
+        self.answers.append(order)
+        self.update()
+        return int((order == self.orders[n]).sum())
+
+    def scores(self) -> dict:
+        """Tiles placed right, puzzles solved and seconds per puzzle, for you and the
+        network, over the puzzles answered so far."""
+        n = len(self.answers)
+        truth = self.orders[:n]
+        mine = torch.stack(self.answers) if n else truth
+        net = self.model_orders[:n]
+        return {
+            "puzzles": n,
+            "you": {"tiles": int((mine == truth).sum()), "solved": int((mine == truth).all(1)
+                                                                        .sum()),
+                    "seconds": sum(self.seconds) / max(n, 1)},
+            "network": {"tiles": int((net == truth).sum()),
+                        "solved": int((net == truth).all(1).sum()),
+                        "seconds": self.model_seconds},
+        }
+
+    def update(self) -> None:
+        s = self.scores()
+        n = s["puzzles"]
+        line = (f"you: {s['you']['tiles']}/{9 * n} tiles, {s['you']['solved']}/{n} puzzles, "
+                f"{s['you']['seconds']:.1f} s each · network: {s['network']['tiles']}/{9 * n} "
+                f"tiles, {s['network']['solved']}/{n} puzzles, "
+                f"{1000 * s['network']['seconds']:.1f} ms each")
+        if self.done:
+            self.status.value = f"<b>Finished.</b> {line}"
+            with self.out:
+                clear_output()
+            return
+        self.status.value = f"Puzzle {n + 1}/{len(self.orders)} · {line}"
+        fig, ax = plt.subplots(figsize=(2.6, 2.6))
+        from .viz import show_tile_grid
+
+        show_tile_grid(self.tiles[n], labels=self.LETTERS, ax=ax, title="shuffled tiles")
+        show_in(self.out, fig)
+        self._start = self._clock()
+
+
+# --------------------------------------------------------------------------------------------
+# 04_relative_patch_location
+
+ARROWS = ("↖", "↑", "↗", "←", "→", "↙", "↓", "↘")
+"""One arrow per relative position label 0..7 (row-major, centre skipped)."""
+
+
+class RelativePatchGame(_Widget):
+    """Be the network: a centre patch and one neighbour; click where the neighbour was cut
+    from. Your score is compared with the network's on the same pairs."""
+
+    def __init__(self, model, task, images: torch.Tensor, *, n_questions: int = 10,
+                 seed: int = 0):
+        from .pretext.relative_patch import make_pairs, sample_params
+
+        if n_questions > len(images):
+            raise ValueError(f"n_questions={n_questions} but only {len(images)} images given")
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(images), generator=g)[:n_questions]
+        shown = task.prepare_images(to_float(images[pick]))
+        geometry = {"patch": task.patch, "gap": task.gap, "jitter": task.jitter}
+        params = sample_params(n_questions, image_size=tuple(shown.shape[-2:]), generator=g,
+                               **geometry)
+        self.pairs, self.targets = make_pairs(shown, params, **geometry)  # what you see
+        inputs = task.prepare_patches(self.pairs, generator=g)  # what the network sees
+        self.model_answers = _probabilities(model, inputs).argmax(1)
+        self.class_names = task.class_names
+        self.answers: list[int] = []
+        self.out = w.Output()
+        self.status = w.HTML()
+        rows = []
+        for r in range(3):
+            row = []
+            for c in range(3):
+                if (r, c) == (1, 1):
+                    b = w.Button(description="C", disabled=True, layout=w.Layout(width="48px"))
+                else:
+                    k = 3 * r + c - (1 if 3 * r + c > 4 else 0)
+                    b = w.Button(description=ARROWS[k], tooltip=self.class_names[k],
+                                 layout=w.Layout(width="48px"))
+                    b.on_click(lambda _, k=k: self.answer(k))
+                row.append(b)
+            rows.append(w.HBox(row))
+        self.widget = w.VBox([w.HBox([w.VBox(rows), self.out]), self.status])
+        self.update()
+
+    @property
+    def done(self) -> bool:
+        return len(self.answers) >= len(self.targets)
+
+    @property
+    def learner_score(self) -> int:
+        return sum(int(a == t) for a, t in zip(self.answers, self.targets.tolist()))
+
+    @property
+    def model_score(self) -> int:
+        """The network's score on the pairs answered so far (the same pairs as yours)."""
+        n = len(self.answers)
+        return int((self.model_answers[:n] == self.targets[:n]).sum())
+
+    def answer(self, k: int) -> bool:
+        """Answer the current pair with position ``k`` (0..7); returns whether it was right."""
+        if self.done:
+            return False
+        if k not in range(8):
+            raise ValueError(f"answer with a position label 0..7 (row-major, centre skipped), "
+                             f"got {k!r}")
+        right = k == int(self.targets[len(self.answers)])
+        self.answers.append(k)
+        self.update()
+        return right
+
+    def update(self) -> None:
+        n = len(self.answers)
+        score = f"you {self.learner_score}/{n} · network {self.model_score}/{n}"
+        last = ""
+        if n:
+            t, m = int(self.targets[n - 1]), int(self.model_answers[n - 1])
+            last = (f" · last: it was {self.class_names[t]}, you said "
+                    f"{self.class_names[self.answers[-1]]}, the network said "
+                    f"{self.class_names[m]}")
+        if self.done:
+            self.status.value = f"<b>Finished.</b> {score}{last}"
+            with self.out:
+                clear_output()
+            return
+        self.status.value = f"Pair {n + 1}/{len(self.targets)} · {score}{last}"
+        fig, axes = plt.subplots(1, 2, figsize=(3.6, 1.9))
+        for ax, patch, title in zip(axes, self.pairs[n], ("centre", "neighbour: where?")):
+            ax.imshow(to_display(patch), cmap="gray", interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        fig.tight_layout()
+        show_in(self.out, fig)
+
+
+# --------------------------------------------------------------------------------------------
+# 02_exemplar
+
+
+class ExemplarExplorer(_Widget):
+    """Transform one seed patch with a slider per transformation; does the network still name
+    its surrogate class?"""
+
+    SLIDERS = {  # parameter: (description, min, max, step, identity value)
+        "shift_x": ("shift x (px)", -6.4, 6.4, 0.4, 0.0),
+        "shift_y": ("shift y (px)", -6.4, 6.4, 0.4, 0.0),
+        "scale": ("scale", 0.7, 1.4, 0.05, 1.0),
+        "angle": ("rotation (°)", -20.0, 20.0, 1.0, 0.0),
+        "contrast": ("PCA contrast", 0.5, 2.0, 0.05, 1.0),
+        "sat_power": ("sat. power", 0.25, 4.0, 0.05, 1.0),
+        "val_power": ("value power", 0.25, 4.0, 0.05, 1.0),
+        "factor": ("S,V factor", 0.7, 1.4, 0.05, 1.0),
+        "offset": ("S,V shift", -0.1, 0.1, 0.01, 0.0),
+        "hue": ("hue shift", -0.1, 0.1, 0.01, 0.0),
+    }
+
+    def __init__(self, model, task, windows: torch.Tensor, *, labels: torch.Tensor | None = None,
+                 basis=None):
+        from .pretext import exemplar
+
+        self.model, self.task, self.windows = model, task, to_float(windows)
+        self.labels = torch.arange(len(windows)) if labels is None else labels
+        self.basis = basis if basis is not None else task.colour_basis(self.windows)
+        self._exemplar = exemplar
+        self.index = w.IntSlider(0, 0, len(windows) - 1, description="seed")
+        self.sliders = {k: w.FloatSlider(v[4], min=v[1], max=v[2], step=v[3], description=v[0],
+                                         continuous_update=False)
+                        for k, v in self.SLIDERS.items()}
+        self.reset_button = w.Button(description="reset")
+        self.reset_button.on_click(lambda _: self.reset())
+        self.out = w.Output()
+        for s in (self.index, *self.sliders.values()):
+            s.observe(lambda _: self.update(), names="value")
+        boxes = list(self.sliders.values())
+        self.widget = w.VBox([w.HBox([self.index, self.reset_button]),
+                              w.HBox([w.VBox(boxes[:5]), w.VBox(boxes[5:])]), self.out])
+        self.probs = None
+        self.update()
+
+    def params(self) -> dict[str, torch.Tensor]:
+        """The sliders' values as one sample's transformation parameters."""
+        v = {k: s.value for k, s in self.sliders.items()}
+        c = self.windows.shape[1]
+        p = self._exemplar.identity_params(1, channels=c)
+        p.update(shift=torch.tensor([[v["shift_x"], v["shift_y"]]]),
+                 scale=torch.tensor([v["scale"]]), angle=torch.tensor([v["angle"]]),
+                 contrast=torch.full((1, c), v["contrast"]),
+                 sat_power=torch.tensor([v["sat_power"]]),
+                 val_power=torch.tensor([v["val_power"]]),
+                 sat_factor=torch.tensor([v["factor"]]), val_factor=torch.tensor([v["factor"]]),
+                 sat_shift=torch.tensor([v["offset"]]), val_shift=torch.tensor([v["offset"]]),
+                 hue_shift=torch.tensor([v["hue"]]))
+        return p
+
+    def patch(self) -> torch.Tensor:
+        """The seed patch transformed by the sliders' values: (C, P, P)."""
+        mean, comps = self.basis
+        window = self.windows[self.index.value][None]
+        return self._exemplar.apply(window, self.params(), patch_size=self.task.patch_size,
+                                    mean=mean, components=comps)[0]
+
+    def set(self, *, index: int | None = None, **values) -> torch.Tensor:
+        """Move the sliders (as a learner would) and return the network's probabilities."""
+        unknown = set(values) - set(self.sliders)
+        if unknown:
+            raise ValueError(f"unknown sliders {sorted(unknown)}; use {list(self.sliders)}")
+        if index is not None:
+            self.index.value = index
+        for k, v in values.items():
+            self.sliders[k].value = v
+        return self.probs
+
+    def reset(self) -> None:
+        """Every slider back to 'no change'."""
+        for k, s in self.sliders.items():
+            s.value = self.SLIDERS[k][4]
+
+    @property
+    def recognised(self) -> bool:
+        """Does the network's top class name the seed's own surrogate class?"""
+        return int(self.probs.argmax()) == int(self.labels[self.index.value])
+
+    @property
+    def rank(self) -> int:
+        """Rank of the seed's own class among all surrogate classes (1 = top)."""
+        own = self.probs[int(self.labels[self.index.value])]
+        return int((self.probs > own).sum()) + 1
+
+    def update(self) -> None:
+        patch = self.patch()
+        self.probs = _probabilities(self.model, patch[None])[0]
+        own = int(self.labels[self.index.value])
+        m = self.task.context
+        seed = self.windows[self.index.value][:, m:m + self.task.patch_size,
+                                              m:m + self.task.patch_size]
+        fig, axes = plt.subplots(1, 2, figsize=(4.6, 2.5))
+        for ax, img, title in ((axes[0], seed, f"seed {own}"), (axes[1], patch, "transformed")):
+            ax.imshow(to_display(img), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        verdict = "recognised" if self.recognised else f"not recognised (rank {self.rank})"
+        fig.suptitle(f"{verdict}: p(own class) = {float(self.probs[own]):.2f}", fontsize=9,
+                     color="tab:green" if self.recognised else "tab:red")
+        fig.tight_layout()
+        show_in(self.out, fig)
