@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test clean
+.PHONY: lab test student clean
 
 # Create the virtual environment on first use; reinstall when the dependencies change.
 $(STAMP): pyproject.toml
@@ -24,6 +24,10 @@ test: $(STAMP)
 	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
 	SSL_TEACH_CACHE="$$cache" MPLBACKEND=Agg $(PY) -m pytest tests notebooks \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0
+
+# Student copies of every notebook (solution cells replaced by stubs) in build/student/.
+student: $(STAMP)
+	$(PY) -m ssl_teach student --notebooks notebooks --out build/student
 
 clean:
 	rm -rf $(VENV) build
