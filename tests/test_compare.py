@@ -77,3 +77,27 @@ def test_bad_input_is_a_clear_error(tiny_profile):
         compare(["colour"], progress=False)
     with pytest.raises(ValueError, match="at least one seed"):
         compare(["rotation"], seeds=(), progress=False)
+
+
+def test_readme_shows_a_compare_table_of_the_printed_shape():
+    """The README's table has the rows and columns `compare` prints (not its numbers)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    fake = {"dataset": "scenes", "profile": "quick", "seeds": [0, 1, 2],
+            "sizes": ["1", "4", "16", "64", "all"], "scratch_supervised": {}, "methods": {}}
+    for name in (*TASKS, "random", "supervised"):
+        fake["methods"][name] = {
+            "linear": {f"block{i}": 0.5 for i in range(1, 5)},
+            "knn": {f"block{i}": 0.5 for i in range(1, 5)}, "best_block": "block1",
+            "pretext": {"accuracy": 0.5, "chance": 0.1} if name in TASKS else None,
+            "label_efficiency": {}, "cost": {"train_seconds": 1.0, "samples_seen": 1,
+                                             "epochs": 1.0, "seconds_per_epoch": 1.0}}
+    printed = format_compare(fake).splitlines()
+    header = next(line for line in printed if line.startswith("linear probe"))
+    lines = readme.splitlines()
+    assert header in lines, "the README has no compare table with this header"
+    start = lines.index(header)
+    rows = [line.split()[0] for line in lines[start + 2:start + 2 + len(fake["methods"])]]
+    assert rows == list(fake["methods"]), rows
+    assert "python -m ssl_teach compare" in readme
