@@ -116,53 +116,48 @@ def _int_list(text: str, what: str) -> list[int]:
         raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
 
 
-def _compare(args) -> int:
+def _emit(text: str, results: dict, out: Path | None) -> None:
+    """Print the tables, and write the results as JSON (atomically) when asked."""
+    print(text)
+    if out:
+        atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+        print(f"results written to {out}")
+
+
+def _compare(args) -> None:
     from .compare import compare, format_compare
 
-    try:
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-        results = compare(tasks, profile=args.profile, dataset=args.dataset,
-                          seeds=_int_list(args.seeds, "--seeds"), device=args.device,
-                          progress=not args.quiet, data_dir=args.data_dir,
-                          download=args.download)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(format_compare(results))
-    if args.out:
-        atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
-        print(f"results written to {args.out}")
-    return 0
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    results = compare(tasks, profile=args.profile, dataset=args.dataset,
+                      seeds=_int_list(args.seeds, "--seeds"), device=args.device,
+                      progress=not args.quiet, data_dir=args.data_dir, download=args.download)
+    _emit(format_compare(results), results, args.out)
+
+
+def _student(args) -> None:
+    from .classroom import write_student_copies
+
+    written = write_student_copies(args.notebooks, args.out)
+    print(f"{len(written)} student notebooks written to {args.out}")
+
+
+def _run(args) -> None:
+    from .experiment import run  # imported late so that --help answers at once
+
+    if args.task not in TASKS:
+        raise ValueError(f"unknown pretext task {args.task!r}; choose one of: {', '.join(TASKS)}")
+    results = run(args.task, profile=args.profile, dataset=args.dataset, seed=args.seed,
+                  device=args.device, progress=not args.quiet, cache=not args.no_cache,
+                  data_dir=args.data_dir, download=args.download)
+    _emit(format_results(results), results, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "student":
-        from .classroom import write_student_copies
-
-        try:
-            written = write_student_copies(args.notebooks, args.out)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"{len(written)} student notebooks written to {args.out}")
-        return 0
-    if args.command == "compare":
-        return _compare(args)
-    from .experiment import run  # imported late so that --help answers at once
-
+    command = {"run": _run, "compare": _compare, "student": _student}[args.command]
     try:
-        if args.task not in TASKS:
-            raise ValueError(f"unknown pretext task {args.task!r}; choose one of: "
-                             f"{', '.join(TASKS)}")
-        results = run(args.task, profile=args.profile, dataset=args.dataset, seed=args.seed,
-                      device=args.device, progress=not args.quiet, cache=not args.no_cache,
-                      data_dir=args.data_dir, download=args.download)
-    except ValueError as err:
+        command(args)
+    except ValueError as err:  # bad input: one clear line, exit status 2
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(format_results(results))
-    if args.out:
-        atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
-        print(f"results written to {args.out}")
     return 0
