@@ -98,6 +98,7 @@ class SupervisedTask:
         return dataset.test_images, dataset.test_labels
 
     def make_batch(self, images, *, generator, labels):
+        images = to_float(images)
         if self.flip:
             flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
@@ -126,11 +127,21 @@ class Trained:
         return self.model.backbone
 
 
-def _index_stream(n: int, generator: torch.Generator) -> Iterator[int]:
+def _index_batches(n: int, size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless epochs over range(n), each in a fresh seeded order (sampling without
-    replacement within an epoch)."""
+    replacement within an epoch), cut into index tensors of ``size``; a batch that crosses
+    the end of an epoch continues with the next epoch's order."""
+    perm, pos = torch.randperm(n, generator=generator), 0
     while True:
-        yield from torch.randperm(n, generator=generator).tolist()
+        parts, need = [], size
+        while need:
+            if pos == n:
+                perm, pos = torch.randperm(n, generator=generator), 0
+            take = perm[pos:pos + need]
+            parts.append(take)
+            pos += len(take)
+            need -= len(take)
+        yield parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def training_data(task, dataset: Dataset):
@@ -290,7 +301,7 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps,
                                                 pct_start=0.15, anneal_strategy="cos")
     g = torch.Generator().manual_seed(config.seed)
-    order = _index_stream(len(images), g)
+    order = _index_batches(len(images), n_images, g)
     history = {"step": [], "samples": [], "loss": [], "accuracy": [], "lr": []}
     clock = _StepClock(dev)
     pending = []  # (step, samples, loss, accuracy, lr) not yet read back from the device
@@ -303,10 +314,15 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
                    unit="step", leave=True)
         for step in bar:
             clock.mark()
-            idx = torch.tensor([next(order) for _ in range(n_images)])
-            batch = to_float(images[idx].to(dev, non_blocking=True))  # uint8 travels, not float
+            idx = next(order)
+            # index_select: many times faster than images[idx] on the CPU. The batch stays
+            # uint8 (a quarter of the bytes to move); the task converts it to float where it
+            # is cheapest (the patch tasks after cutting their patches).
+            batch = images.index_select(0, idx.to(images.device)).to(dev, non_blocking=True)
             if labels is not None:
-                inputs, targets = task.make_batch(batch, generator=g, labels=labels[idx].to(dev))
+                inputs, targets = task.make_batch(
+                    batch, generator=g,
+                    labels=labels.index_select(0, idx.to(labels.device)).to(dev))
             else:
                 inputs, targets = task.make_batch(batch, generator=g)
             if channels_last and inputs.ndim == 4:
@@ -380,7 +396,7 @@ def predict(trained: Trained, images: torch.Tensor, labels: torch.Tensor | None 
     all_logits, all_targets, all_inputs = [], [], []
     per_image = max(1, batch_size // trained.task.samples_per_image)
     for i in range(0, len(images), per_image):
-        batch = to_float(images[i:i + per_image]).to(dev)
+        batch = images[i:i + per_image].to(dev)
         if labels is None:
             inputs, targets = trained.task.make_batch(batch, generator=g)
         else:

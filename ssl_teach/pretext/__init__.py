@@ -3,8 +3,9 @@
 Each task object has ``name``, ``class_names``, ``num_classes``, ``chance``,
 ``samples_per_image`` (network inputs made from one image), ``options()`` (its settings, part
 of the checkpoint key), ``make_batch(images, generator=...)`` -> ``(inputs, targets)`` on the
-images' device, ``build_model(backbone)`` -> a module from inputs to logits, and
-``probe_inputs(images)`` (how the trained backbone is applied to whole images in the probe).
+images' device (``images`` uint8 as stored, or float in [0, 1]; the inputs are float),
+``build_model(backbone)`` -> a module from inputs to logits, and ``probe_inputs(images)`` (how
+the trained backbone is applied to whole images in the probe).
 """
 
 from __future__ import annotations

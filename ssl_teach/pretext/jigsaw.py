@@ -24,8 +24,8 @@ Paper details kept here:
 Convention: with permutation ``p``, input position ``i`` holds the tile from grid cell
 ``p[i]`` (cells row-major, 0 top-left, 8 bottom-right).
 
-Shapes: ``images`` (N, C, H, W) float -> ``inputs`` (N, 9, C, t, t) (tiles in shuffled order),
-``targets`` (N,) indices into the permutation set.
+Shapes: ``images`` (N, C, H, W), uint8 or float in [0, 1] -> ``inputs`` (N, 9, C, t, t) (tiles
+in shuffled order), ``targets`` (N,) indices into the permutation set.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ import torch
 from torch import nn
 
 from ..cache import CorruptCacheFile, atomic_save, cache_dir, safe_load
+from ..data import to_float
 from ..models import Backbone, global_pool
+from .ops import cut_squares, normalise_each
 
 GRID = 3
 NUM_TILES = GRID * GRID
@@ -214,24 +216,17 @@ def tile_corners(params: dict[str, torch.Tensor], *, height: int, width: int, ti
 def cut_tiles(images: torch.Tensor, corners: torch.Tensor, tile_size: int) -> torch.Tensor:
     """Gather the tiles at ``corners`` (N, 9, C, 2) from images (N, C, H, W): (N, 9, C, t, t).
 
-    One ``torch.take`` for the whole batch: no loop over images, tiles or channels.
+    One ``torch.take`` for the whole batch (:func:`~ssl_teach.pretext.ops.cut_squares`): no
+    loop over images, tiles or channels.
     """
-    n, c, h, w = images.shape
-    corners = corners.to(images.device)
-    ar = torch.arange(tile_size, device=images.device)
-    # One flat index per tile pixel into the images read as one row-major vector.
-    base = (torch.arange(n, device=images.device).view(n, 1, 1) * c
-            + torch.arange(c, device=images.device).view(1, 1, c)) * (h * w)  # (N, 1, C)
-    start = base + corners[..., 0] * w + corners[..., 1]  # (N, 9, C)
-    offsets = (ar[:, None] * w + ar[None, :]).flatten()  # (t*t,)
-    idx = start[..., None] + offsets
-    return images.take(idx).view(n, NUM_TILES, c, tile_size, tile_size)
+    return cut_squares(images, corners, tile_size)
 
 
 def normalise_tiles(tiles: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
-    """Each tile (over its channels and pixels) to mean 0 and std 1: (..., C, t, t)."""
-    std, mean = torch.std_mean(tiles, dim=(-3, -2, -1), keepdim=True)
-    return (tiles - mean) / (std + eps)  # eps: a flat tile (sky) stays flat, not amplified noise
+    """Each tile (over its channels and pixels) to mean 0 and std 1: (..., C, t, t).
+
+    eps: a flat tile (sky) stays flat, not amplified noise."""
+    return normalise_each(tiles, dims=3, eps=eps)
 
 
 def shuffle(tiles: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
@@ -253,10 +248,10 @@ def apply(images: torch.Tensor, params: dict[str, torch.Tensor], *, permutations
     ``normalise=False`` the tiles keep their pixel values (for showing them).
     """
     check_images(images, min_size=GRID * (tile_size + gap))
+    images = to_float(images)
     gray = params["gray"].to(images.device)
-    if bool(gray.any()):
-        images = images.clone()
-        images[gray] = to_grayscale(images[gray])
+    if images.shape[1] > 1 and bool(gray.any()):
+        images = torch.where(gray.view(-1, 1, 1, 1), to_grayscale(images), images)
     corners = tile_corners(params, height=images.shape[-2], width=images.shape[-1],
                            tile_size=tile_size, gap=gap)
     targets = params["perm"].to(images.device)
@@ -330,7 +325,6 @@ def tile_average_features(backbone: nn.Module, images: torch.Tensor, *, tile_siz
     """Probe features of whole images as the average over their nine tiles' features:
     {"block1": (N, D1), ...}, each tile's map pooled like :func:`ssl_teach.probe.
     extract_features` pools a whole image's."""
-    from ..data import to_float
     from ..probe import extract_features
 
     check_images(images, min_size=GRID * (tile_size + gap))

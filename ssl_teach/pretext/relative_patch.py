@@ -22,9 +22,10 @@ Paper details kept here:
 - every patch is normalised by its own mean and standard deviation (per-patch normalisation),
   so overall brightness differences between patches carry no position signal.
 
-Shapes: ``images`` (N, C, H, W) float -> ``inputs`` (N, 2, C, p, p) (centre patch, neighbour),
-``targets`` (N,) in 0..7. Everything is batched on the images' device; the random parameters
-are drawn from an explicit ``torch.Generator`` on the CPU (:func:`sample_params`).
+Shapes: ``images`` (N, C, H, W), uint8 or float in [0, 1] -> ``inputs`` (N, 2, C, p, p)
+(centre patch, neighbour), ``targets`` (N,) in 0..7. Everything is batched on the images'
+device; the random parameters are drawn from an explicit ``torch.Generator`` on the CPU
+(:func:`sample_params`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ import dataclasses
 import torch
 from torch import nn
 
+from ..data import to_float
 from ..models import Backbone, global_pool
+from .ops import cut_squares, normalise_each
 
 OFFSETS = ((-1, -1), (-1, 0), (-1, 1),
            (0, -1), (0, 1),
@@ -136,14 +139,7 @@ def pair_corners(params: dict[str, torch.Tensor], *, patch: int, gap: int, jitte
 def cut_patches(images: torch.Tensor, corners: torch.Tensor, *, patch: int) -> torch.Tensor:
     """Cut square patches: images (N, C, H, W), corners (N, K, 2) top-left (row, column) ->
     patches (N, K, C, patch, patch), all with one gather (no loop over images)."""
-    n, k = corners.shape[:2]
-    corners = corners.to(images.device)
-    span = torch.arange(patch, device=images.device)
-    rows = (corners[..., 0, None] + span).view(n, k, patch, 1)
-    cols = (corners[..., 1, None] + span).view(n, k, 1, patch)
-    idx = torch.arange(n, device=images.device).view(n, 1, 1, 1)
-    # Advanced indexing over (image, row, column) keeps the channel axis: (N, K, p, p, C).
-    return images.permute(0, 2, 3, 1)[idx, rows, cols].permute(0, 1, 4, 2, 3)
+    return cut_squares(images, corners, patch)
 
 
 def make_pairs(images: torch.Tensor, params: dict[str, torch.Tensor], *, patch: int, gap: int,
@@ -228,9 +224,7 @@ def drop_colours(patches: torch.Tensor, params: dict[str, torch.Tensor]) -> torc
 def normalise_patches(patches: torch.Tensor, *, eps: float = 1e-3) -> torch.Tensor:
     """Per-patch normalisation: subtract each patch's mean and divide by its std (over its
     channels and pixels), on (..., C, p, p)."""
-    mean = patches.mean((-3, -2, -1), keepdim=True)
-    std = patches.std((-3, -2, -1), keepdim=True)
-    return (patches - mean) / (std + eps)
+    return normalise_each(to_float(patches), dims=3, eps=eps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,13 +312,16 @@ class PatchGridTask:
         """Whole-image steps before cutting: the synthetic aberration, if asked for."""
         check_images(images, min_size=self.min_image_size)
         if self.aberration:
-            images = chromatic_aberration(images, strength=self.aberration)
+            images = chromatic_aberration(to_float(images), strength=self.aberration)
         return images
 
     def prepare_patches(self, patches: torch.Tensor, *, generator: torch.Generator
                         ) -> torch.Tensor:
         """The countermeasures on cut patches (..., C, p, p): projection, colour dropping,
-        per-patch normalisation, each only if switched on."""
+        per-patch normalisation, each only if switched on. uint8 patches come back as float
+        in [0, 1] (patches are cut before the conversion: 16x16 patches are a fraction of an
+        image's pixels)."""
+        patches = to_float(patches)
         if self.projection:
             patches = project_out_green_magenta(patches)
         if self.colour_drop:
@@ -438,8 +435,6 @@ def patch_average_features(backbone: Backbone, task: PatchGridTask, images: torc
                            ) -> dict[str, torch.Tensor]:
     """The other way to apply a patch-trained backbone to a whole image: cut the 9 grid
     patches, embed each as in training, average over them: {"block1": (N, D1), ...}."""
-    from ..data import to_float
-
     feats: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(images), 256):
         grid = grid_patches(to_float(images[i:i + 256]), patch=task.patch, gap=task.gap)

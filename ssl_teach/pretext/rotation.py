@@ -13,7 +13,8 @@ Paper details kept here:
 - all four rotations of every image go into the same batch (the paper found this better than
   one random rotation per image).
 
-Shapes: ``images`` (N, C, S, S) float -> ``inputs`` (4N, C, S, S), ``targets`` (4N,) in 0..3.
+Shapes: ``images`` (N, C, S, S), uint8 or float in [0, 1] -> ``inputs`` (4N, C, S, S),
+``targets`` (4N,) in 0..3.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from ..data import to_float
 from ..models import Backbone, Classifier, LinearHead
 
 ANGLES = (0, 90, 180, 270)
@@ -154,6 +156,7 @@ class RotationTask:
 
     def make_batch(self, images: torch.Tensor, *, generator: torch.Generator
                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images = to_float(images)
         params = sample_params(images.shape[0], generator=generator)
         if not self.flip:
             params["flip"] = torch.zeros_like(params["flip"])
