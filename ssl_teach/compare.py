@@ -127,7 +127,7 @@ def scratch_supervised(dataset: Dataset, profile, *, sizes=LABELS_PER_CLASS, see
 
 def compare(tasks=tuple(TASKS), *, profile="quick", dataset="scenes", seeds=(0, 1, 2),
             sizes=LABELS_PER_CLASS, device="auto", progress: bool = True, train_seed: int = 0,
-            data_dir=None, download: bool = False) -> dict:
+            data_dir=None, download: bool = False, workers: int | None = None) -> dict:
     """Train (or load) every task and both baselines; probe them all the same way; measure
     label efficiency over ``seeds`` of the labelled subsets. Returns a JSON-able dict."""
     if len(seeds) < 1:
@@ -143,14 +143,15 @@ def compare(tasks=tuple(TASKS), *, profile="quick", dataset="scenes", seeds=(0, 
     for name in tasks:
         t0 = time.perf_counter()
         task = get_task(name)
-        model = pretrain(task, data, prof, seed=train_seed, device=device, progress=progress)
+        model = pretrain(task, data, prof, seed=train_seed, device=device, progress=progress,
+                         workers=workers)
         methods[name] = model
         acc = pretext_accuracy(model, data, device=device, limit=EVAL_IMAGES)
         info[name] = {"pretext": {"accuracy": acc, "chance": task.chance}}
         seconds[f"train_{name}"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for name, model in baselines(data, prof, seed=train_seed, device=device,
-                                 progress=progress).items():
+                                 progress=progress, workers=workers).items():
         methods[name] = model
         info[name] = {"pretext": None}
     seconds["train_baselines"] = time.perf_counter() - t0

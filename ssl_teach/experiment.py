@@ -47,16 +47,20 @@ def check_image_size(task, dataset: Dataset) -> None:
 
 
 def pretrain(task, dataset: Dataset, profile: Profile, *, seed: int = 0, device="auto",
-             progress: bool = True, cache: bool = True) -> Trained:
-    """Train a pretext task (a name or a task object) with the profile's budget."""
+             progress: bool = True, cache: bool = True, workers: int | None = None
+             ) -> Trained:
+    """Train a pretext task (a name or a task object) with the profile's budget (and its
+    loader ``workers``, unless given)."""
     task = get_task(task) if isinstance(task, str) else task
     check_image_size(task, dataset)
     return train(task, dataset, profile.train_config(task.name, seed=seed), device=device,
-                 progress=progress, cache=cache)
+                 progress=progress, cache=cache,
+                 workers=profile.workers if workers is None else workers)
 
 
 def baselines(dataset: Dataset, profile: Profile, *, seed: int = 0, device="auto",
-              progress: bool = True, cache: bool = True) -> dict[str, Trained]:
+              progress: bool = True, cache: bool = True, workers: int | None = None
+              ) -> dict[str, Trained]:
     """The two references of every probe table, on the same backbone and budget:
     ``random`` (the untrained backbone) and ``supervised`` (trained on the labels)."""
     dataset.require_labels("the supervised baseline")
@@ -64,7 +68,8 @@ def baselines(dataset: Dataset, profile: Profile, *, seed: int = 0, device="auto
     config = profile.train_config(None, seed=seed)
     return {"random": untrained(sup, dataset, config),
             "supervised": train(sup, dataset, config, device=device, progress=progress,
-                                cache=cache, desc="training supervised baseline")}
+                                cache=cache, desc="training supervised baseline",
+                                workers=profile.workers if workers is None else workers)}
 
 
 def probe_cached(trained: Trained, dataset: Dataset, *, device="auto", cache: bool = True
@@ -88,7 +93,8 @@ def probe_cached(trained: Trained, dataset: Dataset, *, device="auto", cache: bo
 
 def run(task_name: str, *, profile: str = "quick", dataset: str = "scenes", seed: int = 0,
         device="auto", progress: bool = True, cache: bool = True,
-        task_options: dict | None = None, data_dir=None, download: bool = False) -> dict:
+        task_options: dict | None = None, data_dir=None, download: bool = False,
+        workers: int | None = None) -> dict:
     """Train ``task_name`` and both baselines, probe all three, return the results dict
     (the JSON that ``python -m ssl_teach run`` writes)."""
     seconds = {}
@@ -100,10 +106,12 @@ def run(task_name: str, *, profile: str = "quick", dataset: str = "scenes", seed
     seconds["data"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    model = pretrain(task, data, prof, seed=seed, device=device, progress=progress, cache=cache)
+    model = pretrain(task, data, prof, seed=seed, device=device, progress=progress, cache=cache,
+                     workers=workers)
     seconds["pretext_train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    base = baselines(data, prof, seed=seed, device=device, progress=progress, cache=cache)
+    base = baselines(data, prof, seed=seed, device=device, progress=progress, cache=cache,
+                     workers=workers)
     seconds["baselines_train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -6,10 +6,17 @@ keeps a history of loss and pretext accuracy. Results are cached on disk under a
 the *whole* configuration (task and its options, data, backbone, budget, seed), so running a
 notebook again loads the weights instead of training.
 
-On a CUDA GPU the same loop trains in mixed precision (bfloat16, or float16 with a gradient
-scaler on GPUs without bfloat16) and keeps the uint8 images on the GPU, so that each batch is
-one gather there: with the whole dataset in memory and the pretext transforms batched on the
-device, loader worker processes would only add copies.
+Batches are made in one of two ways, with the same result (every step draws its pretext
+parameters from its own seeded generator, so who makes a batch does not matter):
+
+- ``workers=0`` (the quick profile): in the training process, on the training device. On a
+  CUDA GPU the uint8 images then live on the GPU and each batch is one gather there.
+- ``workers=N`` (the full profile): a ``torch.utils.data.DataLoader`` with N worker
+  processes makes the batches on the CPU while the model trains, each worker every N-th step,
+  into pinned memory for a fast copy to the GPU.
+
+On CUDA the loop trains in mixed precision (bfloat16, or float16 with a gradient scaler on
+GPUs without bfloat16).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from .cache import CorruptCacheFile, atomic_save, cache_dir, config_key, safe_load
@@ -142,6 +150,66 @@ def _index_batches(n: int, size: int, generator: torch.Generator) -> Iterator[to
             pos += len(take)
             need -= len(take)
         yield parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of training step ``step``'s pretext parameters: seeded from the run's
+    seed and the step alone, so a batch is the same whichever process makes it."""
+    return torch.Generator().manual_seed((seed + 1) * 2**32 + step)
+
+
+def _make_batches(task, images, labels, *, n_images: int, steps: int, seed: int,
+                  device: torch.device, every: int = 1, first: int = 0):
+    """(inputs, targets) of steps first, first + every, ... < steps, made on ``device``.
+
+    The image order (seeded epochs) comes from ``seed``; each step's pretext parameters from
+    :func:`step_generator`.
+    """
+    order = _index_batches(len(images), n_images, torch.Generator().manual_seed(seed))
+    for step in range(steps):
+        idx = next(order)
+        if step % every != first:
+            continue
+        # index_select: many times faster than images[idx] on the CPU. The batch stays uint8
+        # (a quarter of the bytes to move); the task converts it to float where that is
+        # cheapest (the patch tasks after cutting their patches).
+        batch = images.index_select(0, idx.to(images.device)).to(device, non_blocking=True)
+        g = step_generator(seed, step)
+        if labels is None:
+            yield task.make_batch(batch, generator=g)
+        else:
+            yield task.make_batch(batch, generator=g, labels=labels.index_select(
+                0, idx.to(labels.device)).to(device))
+
+
+class _BatchStream(IterableDataset):
+    """The training batches as a DataLoader source: worker k of N makes steps k, k + N, ...
+    on the CPU; the DataLoader takes one batch from each worker in turn, so the steps arrive
+    in order."""
+
+    def __init__(self, task, images, labels, *, n_images: int, steps: int, seed: int):
+        super().__init__()
+        self.task, self.images, self.labels = task, images, labels
+        self.n_images, self.steps, self.seed = n_images, steps, seed
+
+    def __iter__(self):
+        info = get_worker_info()
+        first, every = (info.id, info.num_workers) if info else (0, 1)
+        return _make_batches(self.task, self.images, self.labels, n_images=self.n_images,
+                             steps=self.steps, seed=self.seed, device=torch.device("cpu"),
+                             every=every, first=first)
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # N workers, one core each: no oversubscription
+
+
+def _loader(task, images, labels, *, n_images: int, steps: int, seed: int, workers: int,
+            pin: bool) -> DataLoader:
+    return DataLoader(_BatchStream(task, images, labels, n_images=n_images, steps=steps,
+                                   seed=seed),
+                      batch_size=None, num_workers=workers, pin_memory=pin,
+                      prefetch_factor=4, worker_init_fn=_one_thread)
 
 
 def training_data(task, dataset: Dataset):
@@ -265,12 +333,17 @@ def _read_back(pending: list, history: dict) -> None:
 
 def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
           device: str | torch.device = "auto", cache: bool = True, progress: bool = True,
-          desc: str | None = None) -> Trained:
+          desc: str | None = None, workers: int = 0) -> Trained:
     """Train ``task``'s model on ``dataset`` (or load it from the checkpoint cache).
 
     The same task, data and config give the same weights on the same machine: model
     initialisation, batch order, pretext parameters and dropout all come from ``config.seed``.
+    ``workers`` > 0 makes the batches in that many DataLoader worker processes (the same
+    batches: the number of workers is not part of the configuration).
     """
+    if workers < 0:
+        raise ValueError(f"workers must be 0 (make batches in this process) or more, "
+                         f"got {workers}")
     cfg = full_config(task, dataset, config)
     path = checkpoint_path(task, dataset, config)
     if cache and path.exists():
@@ -281,7 +354,8 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
 
     dev = select_device(device)
     images, labels = training_data(task, dataset)
-    images, labels = _resident(images, dev), _resident(labels, dev)
+    if not workers:  # batches made here: on a GPU, gather them there
+        images, labels = _resident(images, dev), _resident(labels, dev)
     per_image = task.samples_per_image
     n_images = max(1, config.batch_size // per_image)
     steps = math.ceil(config.budget_samples / (n_images * per_image))
@@ -300,8 +374,12 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
                           lr=config.lr, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps,
                                                 pct_start=0.15, anneal_strategy="cos")
-    g = torch.Generator().manual_seed(config.seed)
-    order = _index_batches(len(images), n_images, g)
+    batches = dict(n_images=n_images, steps=steps, seed=config.seed)
+    if workers:
+        batches = iter(_loader(task, images, labels, workers=workers,
+                               pin=dev.type == "cuda", **batches))
+    else:
+        batches = _make_batches(task, images, labels, device=dev, **batches)
     history = {"step": [], "samples": [], "loss": [], "accuracy": [], "lr": []}
     clock = _StepClock(dev)
     pending = []  # (step, samples, loss, accuracy, lr) not yet read back from the device
@@ -314,17 +392,9 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
                    unit="step", leave=True)
         for step in bar:
             clock.mark()
-            idx = next(order)
-            # index_select: many times faster than images[idx] on the CPU. The batch stays
-            # uint8 (a quarter of the bytes to move); the task converts it to float where it
-            # is cheapest (the patch tasks after cutting their patches).
-            batch = images.index_select(0, idx.to(images.device)).to(dev, non_blocking=True)
-            if labels is not None:
-                inputs, targets = task.make_batch(
-                    batch, generator=g,
-                    labels=labels.index_select(0, idx.to(labels.device)).to(dev))
-            else:
-                inputs, targets = task.make_batch(batch, generator=g)
+            inputs, targets = next(batches)
+            inputs = inputs.to(dev, non_blocking=True)
+            targets = targets.to(dev, non_blocking=True)
             if channels_last and inputs.ndim == 4:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             clock.mark()

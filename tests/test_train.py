@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from ssl_teach.cache import config_key
+from ssl_teach.data import load_dataset
 from ssl_teach.pretext import get_task
 from ssl_teach.train import (
-    SupervisedTask, TrainConfig, checkpoint_path, predict, pretext_accuracy, select_device, train,
-    untrained,
+    SupervisedTask, TrainConfig, _loader, _make_batches, checkpoint_path, predict,
+    pretext_accuracy, select_device, train, training_data, untrained,
 )
 
 TINY = TrainConfig(budget_samples=256, batch_size=64, width=8, depth=3)
@@ -35,6 +36,33 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny_scenes, private_ca
         assert torch.equal(va, vb), k
     assert any(not torch.equal(va, vc) for va, vc in
                zip(a.model.state_dict().values(), c.model.state_dict().values()))
+
+
+@pytest.mark.parametrize("name", ["rotation", "exemplar", "jigsaw", "relative_patch"])
+def test_loader_workers_make_the_same_batches_as_the_training_process(name):
+    """Each step has its own seeded generator: two worker processes, each making every other
+    step, deliver exactly the batches the training process would make itself, in order."""
+    data = load_dataset("scenes", size=64, n_unlabeled=64, n_train=20, n_test=20, seed=5)
+    task = get_task(name, **({"num_classes": 40} if name == "exemplar" else {}))
+    images, labels = training_data(task, data)
+    steps = dict(n_images=16, steps=5, seed=7)
+    here = list(_make_batches(task, images, labels, device=torch.device("cpu"), **steps))
+    loaded = list(_loader(task, images, labels, workers=2, pin=False, **steps))
+    assert len(here) == len(loaded) == 5
+    for (x, y), (lx, ly) in zip(here, loaded):
+        assert torch.equal(y, ly)
+        assert torch.allclose(x, lx, atol=1e-6)  # one thread per worker: same sums, or nearly
+
+
+def test_training_with_loader_workers_gives_the_same_model(tiny_scenes):
+    task = get_task("rotation")
+    a = train(task, tiny_scenes, TINY, progress=False, cache=False)
+    b = train(task, tiny_scenes, TINY, progress=False, cache=False, workers=2)
+    assert b.seconds["batch"] > 0
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.allclose(va, vb, atol=1e-5), k
+    with pytest.raises(ValueError, match="workers must be 0"):
+        train(task, tiny_scenes, TINY, progress=False, cache=False, workers=-1)
 
 
 def test_cache_hit_returns_the_same_model(tiny_scenes):
