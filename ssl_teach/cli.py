@@ -13,6 +13,19 @@ from .pretext import TASKS
 from .profiles import PROFILES
 
 
+def _workers(text: str):
+    """--workers: 'auto' or a number of processes (0: make batches in the training process)."""
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {text!r}")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ssl_teach",
@@ -46,9 +59,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     run.add_argument("--out", type=Path, default=None,
                      help="write the results as JSON to this file (written atomically)")
-    run.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="DataLoader worker processes that make the batches (default: the "
-                          "profile's, 0 for quick, 6 for full); changes speed, not results")
+    run.add_argument("--workers", type=_workers, default=None, metavar="N",
+                     help="DataLoader worker processes that make the batches, or 'auto' "
+                          "(default: the profile's: 0 for quick, auto for full: none on a GPU "
+                          "that holds the images, else 6); changes speed, not results")
     run.add_argument("--no-cache", action="store_true",
                      help="train from scratch and do not write checkpoints "
                           "(the cache lives in $SSL_TEACH_CACHE or ~/.cache/ssl_teach)")
@@ -77,10 +91,31 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     cmp.add_argument("--out", type=Path, default=None,
                      help="write the comparison as JSON to this file (written atomically)")
-    cmp.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="DataLoader worker processes that make the batches (default: the "
-                          "profile's, 0 for quick, 6 for full); changes speed, not results")
+    cmp.add_argument("--workers", type=_workers, default=None, metavar="N",
+                     help="DataLoader worker processes that make the batches, or 'auto' "
+                          "(default: the profile's: 0 for quick, auto for full: none on a GPU "
+                          "that holds the images, else 6); changes speed, not results")
     cmp.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench = sub.add_parser(
+        "bench", help="training speed of every task: samples per second and the share of "
+                      "time spent making batches",
+        description="Train every pretext task and the supervised baseline for a while on the "
+                    "embedded scenes (no checkpoint cache) and print what the training loop "
+                    "measured: samples and images per second, and the share of the loop spent "
+                    "making batches.")
+    bench.add_argument("--tasks", default=",".join([*TASKS, "supervised"]),
+                       help="comma-separated tasks (default: every pretext task and supervised)")
+    bench.add_argument("--profile", default="quick", choices=list(PROFILES),
+                       help="quick (default) or full")
+    bench.add_argument("--steps", type=int, default=None,
+                       help="training steps per task (default: the profile's whole budget)")
+    bench.add_argument("--images", type=int, default=None,
+                       help="scenes to render (default: the profile's counts, at most 20,000)")
+    bench.add_argument("--workers", type=_workers, default=None, metavar="N",
+                       help="DataLoader worker processes (default: the profile's)")
+    bench.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    bench.add_argument("--out", type=Path, default=None,
+                       help="write the results as JSON to this file (written atomically)")
     student = sub.add_parser(
         "student", help="write student copies of the notebooks (solutions replaced by stubs)",
         description="Write a student copy of every notebook: each cell tagged 'solution' is "
@@ -141,6 +176,18 @@ def _compare(args) -> None:
     _emit(format_compare(results), results, args.out)
 
 
+def _bench(args) -> None:
+    from .bench import bench, format_bench
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    for t in tasks:
+        if t not in (*TASKS, "supervised"):
+            raise ValueError(f"unknown task {t!r}; choose from: {', '.join(TASKS)}, supervised")
+    results = bench(tasks, profile=args.profile, images=args.images, steps=args.steps,
+                    workers=args.workers, device=args.device)
+    _emit(format_bench(results), results, args.out)
+
+
 def _student(args) -> None:
     from .classroom import write_student_copies
 
@@ -161,7 +208,8 @@ def _run(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"run": _run, "compare": _compare, "student": _student}[args.command]
+    command = {"run": _run, "compare": _compare, "bench": _bench,
+               "student": _student}[args.command]
     try:
         command(args)
     except ValueError as err:  # bad input: one clear line, exit status 2

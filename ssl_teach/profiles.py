@@ -32,9 +32,10 @@ A pretext task may set its own budget in ``task_budget`` (samples per image diff
 makes 4 inputs from each image, a jigsaw puzzle 1).
 
 ``workers`` is how many DataLoader worker processes make the batches on the CPU while the model
-trains: 0 in ``quick`` (on two cores the training process makes them faster itself), 6 in
-``full``. It changes the speed only, never the result (each step's pretext parameters have
-their own seed), so it is not part of the checkpoint key.
+trains: 0 in ``quick`` (on two cores the training process makes them faster itself), "auto" in
+``full`` (none on a CUDA GPU that holds the images, where making the batches on the GPU was
+measured faster; else 6). It changes the speed only, never the result (each step's pretext
+parameters have their own seed), so it is not part of the checkpoint key.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Profile:
     n_test: int
     train: TrainConfig
     task_budget: dict = dataclasses.field(default_factory=dict)  # per-task budget overrides
-    workers: int = 0  # DataLoader worker processes that make batches (0: the training process)
+    workers: int | str = 0  # DataLoader workers making batches (0: the training process)
 
     def train_config(self, task_name: str | None = None, *, seed: int = 0) -> TrainConfig:
         """The training configuration of ``task_name`` (baselines: None) with ``seed``."""
@@ -84,8 +85,9 @@ PROFILES = {
         train=TrainConfig(budget_samples=10_000_000, batch_size=512, lr=0.1, width=64,
                           depth=4, convs_per_block=2),
         task_budget={"rotation": 20_000_000},
-        # batches made on the CPU by 6 processes while the GPU trains (see train.py)
-        workers=6,
+        # on a GPU that holds the images, batches are made there; else by 6 DataLoader
+        # worker processes while the model trains (see train.py and the README's numbers)
+        workers="auto",
     ),
 }
 

@@ -11,8 +11,8 @@ from ssl_teach.cache import config_key
 from ssl_teach.data import load_dataset
 from ssl_teach.pretext import get_task
 from ssl_teach.train import (
-    SupervisedTask, TrainConfig, _loader, _make_batches, checkpoint_path, predict,
-    pretext_accuracy, select_device, train, training_data, untrained,
+    AUTO_WORKERS, SupervisedTask, TrainConfig, _loader, _make_batches, checkpoint_path, predict,
+    pretext_accuracy, resolve_workers, select_device, train, training_data, untrained,
 )
 
 TINY = TrainConfig(budget_samples=256, batch_size=64, width=8, depth=3)
@@ -63,6 +63,23 @@ def test_training_with_loader_workers_gives_the_same_model(tiny_scenes):
         assert torch.allclose(va, vb, atol=1e-5), k
     with pytest.raises(ValueError, match="workers must be 0"):
         train(task, tiny_scenes, TINY, progress=False, cache=False, workers=-1)
+
+
+def test_workers_auto_and_bad_values():
+    import os
+
+    images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    cpu = torch.device("cpu")
+    assert resolve_workers(3, images, cpu) == 3
+    assert resolve_workers("auto", images, cpu) == max(0, min(AUTO_WORKERS, os.cpu_count() - 1))
+    for bad in (-1, "many", 1.5, True):
+        with pytest.raises(ValueError, match="workers must be"):
+            resolve_workers(bad, images, cpu)
+    from ssl_teach import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "rotation", "--workers", "some"])
+    assert exit_info.value.code == 2
 
 
 def test_cache_hit_returns_the_same_model(tiny_scenes):
