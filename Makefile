@@ -1,10 +1,12 @@
-# Two commands: `make lab` (open the notebooks) and `make test` (everything CI checks).
+# `make lab` opens the notebooks; `make test` and `make test-ui` are everything CI checks.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test student clean
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: lab test test-ui student clean
 
 # Create the virtual environment on first use; reinstall when the dependencies change.
 $(STAMP): pyproject.toml
@@ -24,6 +26,14 @@ test: $(STAMP)
 	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
 	SSL_TEACH_CACHE="$$cache" MPLBACKEND=Agg $(PY) -m pytest tests notebooks \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0
+
+# The widgets in a real browser: JupyterLab (temporary cache and notebook copies) driven by
+# Debian's Chromium through Playwright; screenshots in build/ui/. Installs what is missing.
+test-ui: $(STAMP)
+	@$(PY) -c 'import playwright' 2>/dev/null || $(PY) -m pip install -q -e '.[ui]'
+	@[ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || \
+		$(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
+	$(PY) -m pytest tests/ui/jupyterlab_checks.py -v --durations=0
 
 # Student copies of every notebook (solution cells replaced by stubs) in build/student/.
 student: $(STAMP)
