@@ -229,15 +229,28 @@ def open_and_run(page, base: str, token: str, name: str) -> Notebook:
     # a workspace of its own, reset: only this notebook open, as after a fresh start
     page.goto(f"{base}/lab/workspaces/ui-{Path(name).stem}/tree/{name}?reset&token={token}")
     panel.locator(".jp-Notebook").wait_for(timeout=120_000)
-    nb.wait("kernel", "the kernel to start and be idle",
-            lambda: panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()
-            > 0, timeout=120)
+    # A fresh JupyterLab may first ask which kernel to start: take the one offered (the
+    # notebook's own, Python 3), as a learner would.
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+
+    def kernel_ready() -> bool:
+        if dialog.count():
+            dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+            return False
+        return panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0
+
+    nb.wait("kernel", "the kernel to start and be idle", kernel_ready, timeout=120)
+    page.wait_for_timeout(1000)
+    if dialog.count():  # asked again once the kernel settled
+        dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
 
     def started() -> bool:
         return any(p.strip() == "[*]:" or re.fullmatch(r"\[\d+\]:", p.strip())
                    for p in _prompts(panel))
 
     for attempt in range(3):  # a click that lands while the kernel settles can be lost
+        if dialog.count():
+            dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
         page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
         page.locator(".lm-Menu-item:visible", has_text=re.compile(r"^Run All Cells")).click()
         deadline = time.monotonic() + 20
