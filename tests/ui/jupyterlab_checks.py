@@ -338,6 +338,28 @@ def check_views(nb: Notebook, section: str, cell, counts: dict[str, int]) -> Non
                 detail=lambda selector=selector: f"found {cell.locator(selector).count()}")
 
 
+def answer_one(nb: Notebook, section: str, source: str, *, buttons: int,
+               questions: tuple[str, str], button: str, said: str, shot: str) -> None:
+    """A "be the network" game (its code cell contains ``source``): its views are there, it
+    starts at ``questions[0]``; clicking ``button`` must move it to ``questions[1]``, with a
+    score out of 1, the answer repeated ("you said ...") and the next question's picture."""
+    cell = nb.cell(section, source)
+    check_views(nb, section, cell, {".widget-button": buttons, ".widget-html": 1,
+                                    ".widget-output img": 1})
+    status = lambda: widget_text(cell, ".widget-html")  # noqa: E731
+    first, second = questions
+    if first not in status():
+        fail(nb.name, section, f"the game to start at {first!r}", status())
+    before = output_image(cell)
+    cell.locator(".widget-button", has_text=button).click()
+    nb.wait(section, f"{second!r}, a score out of 1 and 'you said {said}' after answering",
+            lambda: second in status() and f"you said {said}" in status()
+            and re.search(r"you [01]/1", status()), detail=status)
+    nb.wait(section, "the next question's picture",
+            lambda: output_image(cell) not in ("", before))
+    nb.screenshot(cell, shot)
+
+
 def check_rotation(nb: Notebook) -> None:
     section = "rotation explorer"
     cell = nb.cell(section, "explorer = widgets.RotationExplorer(")
@@ -350,24 +372,9 @@ def check_rotation(nb: Notebook) -> None:
             lambda: output_image(cell) not in ("", before))
     nb.screenshot(cell, "explorer")
 
-    section = "rotation quiz"
-    cell = nb.cell(section, "quiz = widgets.RotationQuiz(")
-    check_views(nb, section, cell, {".widget-button": 4, ".widget-html": 1,
-                                    ".widget-output img": 1})
-    status = lambda: widget_text(cell, ".widget-html")  # noqa: E731
-    if "Question 1/10" not in status():
-        fail(nb.name, section, "the quiz to start at 'Question 1/10'", status())
-    before = output_image(cell)
-    cell.locator(".widget-button", has_text="90°").click()
-    nb.wait(section, "'Question 2/10' and a score out of 1 after answering",
-            lambda: "Question 2/10" in status() and re.search(r"you [01]/1", status()),
-            detail=status)
-    nb.wait(section, "the next question's image", lambda: output_image(cell) not in
-            ("", before))
-    if "you said 90°" not in status():
-        fail(nb.name, section, "the status to repeat the answer given ('you said 90°')",
-             status())
-    nb.screenshot(cell, "quiz")
+    answer_one(nb, "rotation quiz", "quiz = widgets.RotationQuiz(", buttons=4,
+               questions=("Question 1/10", "Question 2/10"), button="90°", said="90°",
+               shot="quiz")
 
 
 def check_exemplar(nb: Notebook) -> None:
@@ -418,21 +425,8 @@ def check_jigsaw(nb: Notebook) -> None:
 
 
 def check_relative_patch(nb: Notebook) -> None:
-    section = "relative patch game"
-    cell = nb.cell(section, "game = widgets.RelativePatchGame(")
-    check_views(nb, section, cell, {".widget-button": 9, ".widget-html": 1,
-                                    ".widget-output img": 1})
-    status = lambda: widget_text(cell, ".widget-html")  # noqa: E731
-    if "Pair 1/10" not in status():
-        fail(nb.name, section, "the game to start at 'Pair 1/10'", status())
-    before = output_image(cell)
-    cell.locator(".widget-button", has_text="→").click()
-    nb.wait(section, "'Pair 2/10', a score out of 1 and the answer repeated ('you said right')",
-            lambda: "Pair 2/10" in status() and "you said right" in status()
-            and re.search(r"you [01]/1", status()), detail=status)
-    nb.wait(section, "the next pair of patches", lambda: output_image(cell) not in
-            ("", before))
-    nb.screenshot(cell, "game")
+    answer_one(nb, "relative patch game", "game = widgets.RelativePatchGame(", buttons=9,
+               questions=("Pair 1/10", "Pair 2/10"), button="→", said="right", shot="game")
 
 
 CHECKS = {
