@@ -26,6 +26,13 @@ def _workers(text: str):
     return n
 
 
+def _add_workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
+                        help="DataLoader worker processes that make the batches, or 'auto' "
+                             "(default: the profile's: 0 for quick, auto for full: none on a "
+                             "GPU that holds the images, else 6); changes speed, not results")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ssl_teach",
@@ -59,10 +66,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     run.add_argument("--out", type=Path, default=None,
                      help="write the results as JSON to this file (written atomically)")
-    run.add_argument("--workers", type=_workers, default=None, metavar="N",
-                     help="DataLoader worker processes that make the batches, or 'auto' "
-                          "(default: the profile's: 0 for quick, auto for full: none on a GPU "
-                          "that holds the images, else 6); changes speed, not results")
+    _add_workers(run)
     run.add_argument("--no-cache", action="store_true",
                      help="train from scratch and do not write checkpoints "
                           "(the cache lives in $SSL_TEACH_CACHE or ~/.cache/ssl_teach)")
@@ -91,10 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     cmp.add_argument("--out", type=Path, default=None,
                      help="write the comparison as JSON to this file (written atomically)")
-    cmp.add_argument("--workers", type=_workers, default=None, metavar="N",
-                     help="DataLoader worker processes that make the batches, or 'auto' "
-                          "(default: the profile's: 0 for quick, auto for full: none on a GPU "
-                          "that holds the images, else 6); changes speed, not results")
+    _add_workers(cmp)
     cmp.add_argument("--quiet", action="store_true", help="no progress bars")
     bench = sub.add_parser(
         "bench", help="training speed of every task: samples per second and the share of "
@@ -111,8 +112,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="training steps per task (default: the profile's whole budget)")
     bench.add_argument("--images", type=int, default=None,
                        help="scenes to render (default: the profile's counts, at most 20,000)")
-    bench.add_argument("--workers", type=_workers, default=None, metavar="N",
-                       help="DataLoader worker processes (default: the profile's)")
+    _add_workers(bench)
     bench.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     bench.add_argument("--out", type=Path, default=None,
                        help="write the results as JSON to this file (written atomically)")
