@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[lab,dev]'
 	touch $(STAMP)
 
+# JupyterLab refuses to run as root (containers, many lab machines) unless told it may.
+# LAB_ARGS: more options, e.g. make lab LAB_ARGS=--port=8899
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --no-browser --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --no-browser --notebook-dir=notebooks \
+		$(shell [ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 # Lint, unit tests and every notebook under nbval, with a fresh checkpoint cache so that the
 # notebooks really train (and later notebooks reuse what earlier ones trained in this run).
@@ -35,9 +39,10 @@ test-ui: $(STAMP)
 		$(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
 	$(PY) -m pytest tests/ui/jupyterlab_checks.py -v --durations=0
 
-# Student copies of every notebook (solution cells replaced by stubs) in build/student/.
+# Student copies of every notebook (solution cells replaced by stubs) in build/student/
+# (a folder of generated copies: --force replaces those made before).
 student: $(STAMP)
-	$(PY) -m ssl_teach student --notebooks notebooks --out build/student
+	$(PY) -m ssl_teach student --notebooks notebooks --out build/student --force
 
 clean:
 	rm -rf $(VENV) build

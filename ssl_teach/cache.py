@@ -1,16 +1,33 @@
-"""Where cached files live, and how they are written (atomically) and read (safely)."""
+"""Where cached files live, and how they are written (atomically) and read (safely).
+
+Files are written to a temporary file next to the target and renamed over it, so a reader never
+sees half a file. They get the permissions of any new file (0666 less the umask, usually
+0644), so that a cache folder handed out to a whole lab can be read by every learner.
+Temporary files left behind by a killed run are removed the next time a file is written next
+to them, once they are :data:`STALE_SECONDS` old.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
+import time
+import warnings
 from pathlib import Path
 
 import torch
 
 CACHE_ENV = "SSL_TEACH_CACHE"
+
+STALE_SECONDS = 3600
+"""A temporary file this old belongs to a run that was killed while writing (a write takes
+seconds): it is removed."""
+
+_TEMPORARY = re.compile(r"^(?P<target>.+)\.[A-Za-z0-9_]{8}\.tmp$")
+"""The name of a temporary file written here: ``<target name>.<8 random characters>.tmp``."""
 
 
 def cache_dir() -> Path:
@@ -24,33 +41,114 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _atomic_write(path: Path, write, mode: str) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader never sees a
-    half-written file, even if the process dies mid-write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+def _new_temporary(path: Path) -> tuple[int, Path]:
+    """Create a fresh temporary file next to ``path``. Created with mode 0666, so the umask
+    decides its permissions, as for any new file (``tempfile.mkstemp`` would make it 0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name next to {path}")
+
+
+def _inside(path: Path, folder: Path) -> bool:
     try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def remove_stale_temporaries(folder: Path, *, target: str | None = None,
+                             older_than: float = STALE_SECONDS) -> list[Path]:
+    """Remove the temporary files that writes here left in ``folder`` (only those of the file
+    called ``target``, when given) more than ``older_than`` seconds ago; returns them."""
+    removed = []
+    now = time.time()
+    try:
+        candidates = list(Path(folder).glob("*.tmp"))
+    except OSError:
+        return removed
+    for path in candidates:
+        match = _TEMPORARY.match(path.name)
+        if not match or (target is not None and match["target"] != target):
+            continue
+        try:
+            if path.is_file() and now - path.stat().st_mtime > older_than:
+                path.unlink()
+                removed.append(path)
+        except OSError:  # removed by another process meanwhile, or not ours to remove
+            continue
+    return removed
+
+
+def _cannot_write(path: Path, err: OSError) -> None:
+    warnings.warn(
+        f"could not write the cache file {path} ({err.strerror or err}); carrying on without "
+        f"saving it: set {CACHE_ENV} to a folder you can write to, or ask for write access",
+        stacklevel=4)
+
+
+def _atomic_write(path: Path, write, mode: str, *, best_effort: bool = False) -> bool:
+    """Write to a temporary file in the same folder, then rename: a reader never sees a
+    half-written file, even if the process dies mid-write. ``best_effort``: a file that
+    cannot be written (a read-only or full cache) warns and returns False instead of raising.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _new_temporary(path)
         with os.fdopen(fd, mode) as f:
             write(f)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if best_effort and isinstance(err, OSError):
+            _cannot_write(path, err)
+            return False
         raise
+    # a cache folder holds only files written here: every stale temporary goes; elsewhere
+    # (a results file next to the user's own files) only those of this very file
+    in_cache = _inside(path.parent, cache_dir())
+    remove_stale_temporaries(path.parent, target=None if in_cache else path.name)
+    return True
 
 
-def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` atomically."""
-    _atomic_write(path, lambda f: torch.save(obj, f), "wb")
+def atomic_save(obj, path: Path, *, best_effort: bool = False) -> bool:
+    """``torch.save`` atomically; ``best_effort``: warn instead of raising when the file cannot
+    be written (returns whether it was)."""
+    return _atomic_write(path, lambda f: torch.save(obj, f), "wb", best_effort=best_effort)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file atomically."""
-    _atomic_write(path, lambda f: f.write(text), "w")
+def atomic_write_text(path: Path, text: str, *, best_effort: bool = False) -> bool:
+    """Write a text file atomically; ``best_effort`` as in :func:`atomic_save`."""
+    return _atomic_write(path, lambda f: f.write(text), "w", best_effort=best_effort)
 
 
 class CorruptCacheFile(RuntimeError):
     """A cache file exists but cannot be read back."""
+
+
+def _load_failure(err: Exception) -> str:
+    """What went wrong in ``torch.load``, in a few words. torch's own message goes on to
+    suggest loading with ``weights_only=False``, which would let the file run any code: that
+    advice is left out on purpose."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    detail = re.search(r"WeightsUnpickler error:\s*(.*)", text, re.S)
+    if detail:  # the file asks for something other than tensors and plain containers
+        text = "not a plain tensor file: " + detail.group(1)
+        text = re.split(r"\. Please use|\n\s*\n", text)[0]
+    else:
+        text = re.split(r"(?<=\.)\s|\n", text.strip())[0]
+    text = " ".join(text.split()).rstrip(".")
+    if "weights_only" in text:
+        text = "it holds more than tensors and plain containers"
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def safe_load(path: Path):
@@ -58,7 +156,11 @@ def safe_load(path: Path):
     cannot be read raises :class:`CorruptCacheFile` naming it, so the caller can rebuild it."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as err:
+        raise CorruptCacheFile(
+            f"cache file {path} cannot be read (permission denied): ask its owner to make it "
+            f"readable (chmod a+r), or set {CACHE_ENV} to a folder of your own") from err
     except Exception as err:  # truncated, garbage, or written by something else
         raise CorruptCacheFile(
-            f"cache file {path} is unreadable ({type(err).__name__}: {err}); "
+            f"cache file {path} is unreadable ({_load_failure(err)}); "
             "delete it, or it will be rebuilt") from err

@@ -112,3 +112,158 @@ def test_stub_keeps_docstrings_and_replaces_plain_code():
     assert stub_source("answer = 3") == f"{BANNER}\nraise NotImplementedError"
     with pytest.raises(ValueError, match="does not parse"):
         stub_source("def broken(:")
+
+
+# --- writing the copies loses nothing ----------------------------------------------------------
+
+
+@pytest.fixture
+def teachers(tmp_path):
+    """A copy of the instructors' notebooks (tests never write next to the real ones)."""
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    for path in NOTEBOOKS[:2]:
+        (src / path.name).write_bytes(path.read_bytes())
+    return src
+
+
+def _student_cli(capsys, *args) -> tuple[int, str, str]:
+    from ssl_teach import cli
+
+    status = cli.main(["student", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err.strip()
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_student_copies_never_go_into_the_notebooks_folder(teachers, capsys):
+    before = _snapshot(teachers)
+    for out in (teachers, teachers / "student", teachers / "." / "sub" / ".."):
+        status, _, err = _student_cli(capsys, "--notebooks", str(teachers), "--out", str(out),
+                                      "--force")
+        assert status == 2 and "would replace the instructors' solutions" in err
+        assert "\n" not in err
+    assert _snapshot(teachers) == before
+
+
+def test_existing_files_are_replaced_only_with_force(teachers, tmp_path, capsys):
+    out = tmp_path / "student"
+    status, printed, _ = _student_cli(capsys, "--notebooks", str(teachers), "--out", str(out))
+    assert status == 0 and "2 student notebooks written" in printed
+    first = out / NOTEBOOKS[0].name
+    first.write_text(first.read_text().replace("YOUR CODE HERE", "my own answer"))
+    edited = first.read_bytes()
+    status, _, err = _student_cli(capsys, "--notebooks", str(teachers), "--out", str(out))
+    assert status == 2 and "already holds 2 of the student copies" in err and "--force" in err
+    assert first.read_bytes() == edited  # nothing was overwritten
+    status, _, _ = _student_cli(capsys, "--notebooks", str(teachers), "--out", str(out),
+                                "--force")
+    assert status == 0 and b"my own answer" not in first.read_bytes()
+
+
+def test_force_removes_only_stale_copies_written_here(teachers, tmp_path, capsys):
+    out = tmp_path / "student"
+    write_student_copies(teachers, out)
+    (out / "notes.txt").write_text("mine")
+    (out / "my_notebook.ipynb").write_text(NOTEBOOKS[-1].read_text())  # not a student copy
+    gone = sorted(teachers.glob("*.ipynb"))[1]
+    gone.unlink()  # a notebook renamed or removed since the last copies
+    status, printed, err = _student_cli(capsys, "--notebooks", str(teachers), "--out", str(out))
+    assert status == 2 and "1 stale student copies" in err
+    status, printed, _ = _student_cli(capsys, "--notebooks", str(teachers), "--out", str(out),
+                                      "--force")
+    assert status == 0 and f"removed 1 student copies of notebooks that no longer exist: " \
+        f"{gone.name}" in printed
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [NOTEBOOKS[0].name, "my_notebook.ipynb", "notes.txt"])
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_notebook_with_solutions_is_never_replaced(teachers, tmp_path, capsys):
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    backup = out / NOTEBOOKS[0].name
+    backup.write_bytes(NOTEBOOKS[0].read_bytes())  # an instructor's copy kept there
+    status, _, err = _student_cli(capsys, "--notebooks", str(teachers), "--out", str(out),
+                                  "--force")
+    assert status == 2 and "holds notebooks with solutions" in err
+    assert backup.read_bytes() == NOTEBOOKS[0].read_bytes()
+    assert not (out / NOTEBOOKS[1].name).exists()  # nothing written at all
+
+
+def test_student_copies_are_marked_as_written_here(student_copies):
+    from ssl_teach.classroom import MARKER, is_student_copy
+
+    for name, path in student_copies.items():
+        assert is_student_copy(path)
+        assert nbformat.read(path, as_version=4).metadata[MARKER] == {"student_copy_of": name}
+    assert not any(is_student_copy(p) for p in NOTEBOOKS)
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of package module ``name`` (e.g. "ssl_teach.data.real"), if it is one."""
+    base = ROOT.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(path: Path, name: str):
+    """(package modules, third-party top-level packages) imported anywhere in one module,
+    inside functions too (the CLI imports its commands' modules late)."""
+    import sys
+
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    inside, outside = set(), set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1])
+                found = [f"{base}.{node.module}" if node.module else base]
+            else:
+                found = [node.module]
+            found += [f"{found[0]}.{a.name}" for a in node.names]  # `from . import module`
+        else:
+            continue
+        for dotted in found:
+            top = dotted.split(".")[0]
+            if top == "ssl_teach":
+                inside |= {dotted} if _module_file(dotted) else set()
+            elif top not in sys.stdlib_module_names and top != "__future__":
+                outside.add(top)
+    return inside, outside
+
+
+def test_every_package_the_command_line_imports_is_a_core_dependency():
+    """`python -m ssl_teach student` (nbformat) and the other commands work on a plain
+    install: every third-party package that the modules the CLI reaches import is a core
+    dependency."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {re.split(r"[<>=!~ \[]", r, maxsplit=1)[0].lower() for r in project["dependencies"]}
+    provided_by = {"PIL": "torchvision"}  # Pillow comes with torchvision, which requires it
+    todo, seen, packages = ["ssl_teach.cli", "ssl_teach.__main__"], set(), {}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        inside, outside = _imports(_module_file(name), name)
+        todo += sorted(inside)
+        for top in outside:
+            packages.setdefault(provided_by.get(top, top).lower(), name)
+    assert {"ssl_teach.classroom", "ssl_teach.experiment", "ssl_teach.data.real"} <= seen
+    missing = {dist: module for dist, module in packages.items() if dist not in core}
+    assert not missing, f"imported but not core dependencies (package: importing module): " \
+        f"{missing}"
+    assert "nbformat" in packages

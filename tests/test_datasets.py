@@ -1,15 +1,17 @@
 """Real datasets: each on-disk format, read from tiny files fabricated in the real layout."""
 
 import gzip
+import io
 import json
 import pickle
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ssl_teach.data import DATASETS, MissingDataError, data_root, load_dataset
+from ssl_teach.data import DATASETS, DataError, MissingDataError, data_root, load_dataset
 from ssl_teach.data.real import expected_files, resize, subset_indices
 
 
@@ -235,7 +237,7 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
             return (print, ("this must never run",))
 
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(Evil()))
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+    with pytest.raises(DataError, match="test_batch: .*builtins.print.*refusing"):
         load_dataset("cifar10", size=32, data_dir=tmp_path, **SMALL)
 
 
@@ -243,7 +245,7 @@ def test_folder_with_class_subfolders_gives_labelled_splits(tmp_path):
     write_folder(tmp_path / "imgs", classes=("cat", "dog", "owl"), per_class=10)
     d = load_dataset("folder", size=24, data_dir=tmp_path / "imgs", **SMALL)
     assert d.class_names == ("cat", "dog", "owl") and d.channels == 3
-    assert d.unlabeled.shape == (30, 3, 24, 24)
+    assert d.unlabeled.shape == (24, 3, 24, 24)  # every image but the test split's
     assert len(d.test_images) == 6 and len(d.train_images) == 24  # a fifth for testing
     assert sorted(torch.cat([d.train_labels, d.test_labels]).tolist()) == sorted(
         [0] * 10 + [1] * 10 + [2] * 10)
@@ -254,7 +256,7 @@ def test_hidden_folders_are_not_classes(tmp_path):
     root = write_folder(tmp_path / "imgs", per_class=5)
     write_folder(root / ".ipynb_checkpoints", classes=(), per_class=2)
     d = load_dataset("folder", size=16, data_dir=root, **SMALL)
-    assert d.class_names == ("cat", "dog") and len(d.unlabeled) == 10
+    assert d.class_names == ("cat", "dog") and len(d.unlabeled) == 8  # 10 less 2 for testing
 
 
 def test_grayscale_folder_stays_one_channel(tmp_path):
@@ -387,3 +389,294 @@ def test_reading_in_chunks_gives_the_same_images(tmp_path):
     chunked, _ = _take(images, None, idx, None, chunk=3)
     assert torch.equal(whole, chunked)
     assert torch.equal(whole, torch.from_numpy(truth["unlabeled"][[0, 3, 4, 8]]))
+
+
+# --- damaged and unusable data: one clear error, before anything trains ----------------------
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Training of any kind fails the test: bad data must be found before it starts."""
+    import sys
+
+    import ssl_teach.bench  # noqa: F401  (imported so that its name for train is replaced too)
+    import ssl_teach.compare  # noqa: F401
+    from ssl_teach import train
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("training started before the bad input was found")
+
+    original = train.train
+    for name, module in list(sys.modules.items()):
+        if name.startswith("ssl_teach") and getattr(module, "train", None) is original:
+            monkeypatch.setattr(module, "train", forbidden)
+
+
+def _cli_error(capsys, argv) -> str:
+    """Run the CLI, check it exits with status 2 and one line on stderr; return that line."""
+    from ssl_teach import cli
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "Traceback" not in err
+    return err
+
+
+def _cifar_batch(tmp_path):
+    return tmp_path / "cifar-10-batches-py" / "data_batch_2"
+
+
+def _pickled(batch):
+    return pickle.dumps(batch, protocol=2)
+
+
+CIFAR_DAMAGE = {
+    "truncated": (lambda data: data[:len(data) // 2], "truncated or not a CIFAR file"),
+    "garbage": (lambda data: b"\x00garbage, not a pickle" * 40, "truncated or not a CIFAR"),
+    "empty": (lambda data: b"", "is empty"),
+    "a list": (lambda data: _pickled([1, 2, 3]), "holds a list, not a dict"),
+    "label 255": (lambda data: _pickled({**pickle.loads(data), "labels": [255] * 5}),
+                  "labels lie outside 0..9.*255"),
+    "6 labels for 5 images": (lambda data: _pickled({**pickle.loads(data), "labels": [1] * 6}),
+                              "holds 6 labels for 5 images"),
+    "half an image": (lambda data: _pickled({**pickle.loads(data),
+                                             "data": pickle.loads(data)["data"][:, :1000]}),
+                      "not a whole number of 32x32 colour images"),
+}
+
+
+@pytest.mark.parametrize("damage", list(CIFAR_DAMAGE))
+def test_damaged_cifar_batches_name_the_file_and_the_fix(tmp_path, damage):
+    write_cifar(tmp_path)
+    spoil, problem = CIFAR_DAMAGE[damage]
+    path = _cifar_batch(tmp_path)
+    path.write_bytes(spoil(path.read_bytes()))
+    with pytest.raises(DataError, match=problem) as info:
+        load_dataset("cifar10", size=32, data_dir=tmp_path, **SMALL)
+    message = str(info.value)
+    assert str(path) in message and "--download" in message and "\n" not in message
+    assert info.value.path == path
+
+
+def test_damaged_cifar_fails_in_the_cli_before_training(tmp_path, capsys, no_training):
+    write_cifar(tmp_path)
+    _cifar_batch(tmp_path).write_bytes(b"")
+    err = _cli_error(capsys, ["run", "rotation", "--dataset", "cifar10", "--data-dir",
+                              str(tmp_path), "--quiet"])
+    assert "data_batch_2: is empty" in err
+    # out-of-range labels in the test split: found by the reader, not by the baseline
+    write_cifar(tmp_path / "b")
+    test_batch = tmp_path / "b" / "cifar-10-batches-py" / "test_batch"
+    test_batch.write_bytes(_pickled({**pickle.loads(test_batch.read_bytes()),
+                                     "labels": [255] * 7}))
+    err = _cli_error(capsys, ["compare", "--dataset", "cifar10", "--data-dir",
+                              str(tmp_path / "b"), "--quiet"])
+    assert "test_batch" in err and "255" in err
+
+
+def test_an_unreadable_data_file_is_named(tmp_path, monkeypatch):
+    import builtins
+
+    write_cifar(tmp_path)
+    locked = _cifar_batch(tmp_path)
+    real_open = builtins.open
+
+    def open_(file, *args, **kwargs):  # as root, file permissions cannot make this happen
+        if str(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    with pytest.raises(DataError, match="data_batch_2: cannot be read \\(permission denied\\)"
+                       ".*chmod a\\+r"):
+        load_dataset("cifar10", size=32, data_dir=tmp_path, **SMALL)
+
+
+def test_a_folder_where_a_data_file_belongs_is_named(tmp_path):
+    write_idx(tmp_path, name="mnist", gz=False)
+    label_file = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    label_file.unlink()
+    label_file.mkdir()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte: is a folder where a file"):
+        load_dataset("mnist", size=28, data_dir=tmp_path, **SMALL)
+
+
+def _gz(data: bytes) -> bytes:
+    return gzip.compress(data)
+
+
+IDX_DAMAGE = {
+    "empty": (lambda data: b"", "is empty"),
+    "empty, gzipped": (lambda data: _gz(b""), "is empty"),
+    "truncated gz": (lambda data: _gz(data)[:40], "truncated or damaged gzip file"),
+    "garbage gz": (lambda data: b"\x1f\x8b\x08\x00garbage" * 3, "damaged gzip|truncated"),
+    "truncated data": (lambda data: _gz(data[:-100]), "truncated"),
+}
+
+
+@pytest.mark.parametrize("damage", list(IDX_DAMAGE))
+def test_damaged_idx_files_name_the_file(tmp_path, damage):
+    write_idx(tmp_path, gz=True)
+    path = tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    spoil, problem = IDX_DAMAGE[damage]
+    path.write_bytes(spoil(gzip.decompress(path.read_bytes())))
+    with pytest.raises(DataError, match=problem) as info:
+        load_dataset("fashion-mnist", size=28, data_dir=tmp_path, **SMALL)
+    assert str(path) in str(info.value) and "--download" in str(info.value)
+
+
+def test_idx_labels_must_match_the_images_and_the_classes(tmp_path, capsys, no_training):
+    write_idx(tmp_path, name="mnist", gz=False)
+    labels = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    labels.write_bytes(_idx_bytes(np.arange(11) % 10))  # 11 labels for 12 images
+    with pytest.raises(DataError, match="holds 11 labels for 12 images.*train-images"):
+        load_dataset("mnist", size=28, data_dir=tmp_path, **SMALL)
+    labels.write_bytes(_idx_bytes(np.full(12, 255)))
+    err = _cli_error(capsys, ["run", "rotation", "--dataset", "mnist", "--data-dir",
+                              str(tmp_path), "--quiet"])
+    assert "train-labels-idx1-ubyte" in err and "outside 0..9" in err and "255" in err
+
+
+def test_damaged_stl10_files_name_the_file(tmp_path):
+    write_stl10(tmp_path)
+    folder = tmp_path / "stl10_binary"
+    (folder / "test_X.bin").write_bytes(b"")
+    with pytest.raises(DataError, match="test_X.bin: is empty"):
+        load_dataset("stl10", size=96, data_dir=tmp_path, **SMALL)
+    write_stl10(tmp_path / "b")
+    folder = tmp_path / "b" / "stl10_binary"
+    (folder / "train_X.bin").write_bytes((folder / "train_X.bin").read_bytes()[:-7])
+    with pytest.raises(DataError, match="train_X.bin: .*not a multiple of 3\\*96\\*96"):
+        load_dataset("stl10", size=96, data_dir=tmp_path / "b", **SMALL)
+    write_stl10(tmp_path / "c")
+    folder = tmp_path / "c" / "stl10_binary"
+    (folder / "train_y.bin").write_bytes(bytes([1, 2, 3, 0, 11]))  # stored as 1..10
+    with pytest.raises(DataError, match="train_y.bin: 2 labels lie outside 1..10"):
+        load_dataset("stl10", size=96, data_dir=tmp_path / "c", **SMALL)
+
+
+def _corrupt_images(folder: Path):
+    """A truncated JPEG and a file of garbage with an image name."""
+    from PIL import Image
+
+    jpeg = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 48, 3), np.uint8)).save(
+        jpeg, format="JPEG")
+    (folder / "truncated.jpg").write_bytes(jpeg.getvalue()[:len(jpeg.getvalue()) // 2])
+    (folder / "garbage.png").write_bytes(b"not an image at all" * 10)
+
+
+def test_a_folder_names_every_unreadable_image_in_one_message(tmp_path, capsys, no_training):
+    root = write_folder(tmp_path / "imgs", per_class=6)
+    _corrupt_images(root / "cat")
+    _corrupt_images(root / "dog")
+    with pytest.raises(DataError) as info:
+        load_dataset("folder", size=32, data_dir=root, **SMALL)
+    message = str(info.value)
+    for name in ("cat/truncated.jpg", "cat/garbage.png", "dog/truncated.jpg", "dog/garbage.png"):
+        assert name in message
+    assert message.startswith(str(root)) and "4 image(s) cannot be read" in message
+    err = _cli_error(capsys, ["run", "rotation", "--dataset", "folder", "--data-dir", str(root),
+                              "--quiet"])
+    assert "4 image(s) cannot be read" in err
+
+
+def test_an_unreadable_image_or_class_folder_is_an_error(tmp_path, monkeypatch):
+    import builtins
+    import os
+
+    root = write_folder(tmp_path / "imgs", classes=("cat", "dog", "owl"), per_class=5)
+    real_open, real_scandir = builtins.open, os.scandir
+
+    def open_(file, *args, **kwargs):  # as root, permissions cannot make a file unreadable
+        if str(file).endswith("dog/img3.png"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    with pytest.raises(DataError, match="1 image\\(s\\) cannot be read: "
+                       "dog/img3.png \\(Permission denied\\)"):
+        load_dataset("folder", size=16, data_dir=root, **SMALL)
+    monkeypatch.setattr(builtins, "open", real_open)
+
+    def scandir(path="."):
+        if str(path).endswith("owl"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(DataError, match="1 folder\\(s\\) cannot be read: .*owl "
+                       "\\(Permission denied\\)"):
+        load_dataset("folder", size=16, data_dir=root, **SMALL)  # not two classes, silently
+
+
+def test_a_folder_with_one_class_is_refused(tmp_path, capsys, no_training):
+    root = write_folder(tmp_path / "one", classes=("cat",), per_class=10)
+    with pytest.raises(DataError, match="single class subfolder \\('cat'\\).*at least two"):
+        load_dataset("folder", size=16, data_dir=root, **SMALL)
+    err = _cli_error(capsys, ["run", "rotation", "--dataset", "folder", "--data-dir", str(root),
+                              "--quiet"])
+    assert "single class subfolder" in err
+
+
+def test_empty_class_folders_are_named(tmp_path):
+    root = write_folder(tmp_path / "imgs", per_class=5)
+    (root / "empty").mkdir()
+    with pytest.warns(UserWarning, match="subfolder\\(s\\) empty hold no images"):
+        d = load_dataset("folder", size=16, data_dir=root, **SMALL)
+    assert d.class_names == ("cat", "dog")
+
+
+def test_16_bit_grayscale_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    for cls, value in (("dark", 8_000), ("mid", 32_896), ("bright", 65_535)):
+        (tmp_path / "g" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((20, 20), value, np.uint16)).save(
+                tmp_path / "g" / cls / f"{i}.png")
+    assert Image.open(tmp_path / "g" / "mid" / "0.png").mode.startswith("I")
+    d = load_dataset("folder", size=20, data_dir=tmp_path / "g", **SMALL)
+    assert d.channels == 1
+    images = torch.cat([d.train_images, d.test_images])
+    labels = torch.cat([d.train_labels, d.test_labels])
+    for cls, expected in (("dark", round(8_000 / 257)), ("mid", 128), ("bright", 255)):
+        pixels = images[labels == d.class_names.index(cls)]
+        assert len(pixels) and (pixels.int() - expected).abs().max() <= 1, cls
+
+
+def test_enlarging_images_more_than_twice_warns(tmp_path):
+    import warnings
+
+    root = write_folder(tmp_path / "small", per_class=5, sizes=(8, 9))
+    with pytest.warns(UserWarning, match="10 of 10 images are enlarged more than 2x to "
+                      "64x64 \\(the smallest is 8 px, enlarged 8.0x\\)"):
+        load_dataset("folder", size=64, data_dir=root, **SMALL)
+    root = write_folder(tmp_path / "fine", per_class=5, sizes=(40, 50))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 40 px to 64 px is 1.6x: no warning
+        load_dataset("folder", size=64, data_dir=root, **SMALL)
+    write_idx(tmp_path / "m", name="mnist")
+    with pytest.warns(UserWarning, match="dataset 'mnist': 12 of 12 images are enlarged"):
+        load_dataset("mnist", size=64, data_dir=tmp_path / "m", **SMALL)
+
+
+def test_data_options_for_the_scenes_say_they_are_ignored(tmp_path):
+    kwargs = {"size": 32, "n_unlabeled": 8, "n_train": 8, "n_test": 8}
+    with pytest.warns(UserWarning, match="--data-dir / DATA_DIR and --download / DOWNLOAD are "
+                      "ignored for the embedded scenes"):
+        load_dataset("scenes", data_dir=tmp_path, download=True, **kwargs)
+    with pytest.warns(UserWarning, match="--download / DOWNLOAD is ignored"):
+        load_dataset("scenes", download=True, **kwargs)
+
+
+def test_folder_pretext_images_never_include_the_test_split(tmp_path):
+    root = write_folder(tmp_path / "imgs", classes=("cat", "dog", "owl"), per_class=20)
+    for n_unlabeled in (None, 30):
+        d = load_dataset("folder", size=16, data_dir=root, **{**SMALL,
+                                                              "n_unlabeled": n_unlabeled})
+        test = {bytes(x.numpy()) for x in d.test_images}
+        assert len(test) == len(d.test_images) == 12  # the images are all different
+        assert not test & {bytes(x.numpy()) for x in d.unlabeled}
+        assert len(d.unlabeled) == (48 if n_unlabeled is None else 30)

@@ -8,7 +8,8 @@ train/test splits for the probe. Images are stored as uint8 tensors (N, C, H, W)
 (``cifar10``, ``cifar100``, ``stl10``, ``fashion-mnist``, ``mnist``, ``folder``) are read from
 the data folder: the ``data_dir`` argument, else ``$SSL_TEACH_DATA``, else
 ``~/.cache/ssl_teach/datasets``, in torchvision's layout; the network is used only with
-``download=True``. See :mod:`ssl_teach.data.real`.
+``download=True``. See :mod:`ssl_teach.data.real`. A file or folder that cannot be used raises
+:class:`DataError` (a ValueError) that names it, says what is wrong and how to fix it.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import torch
 
 from ..cache import CorruptCacheFile, atomic_save, cache_dir, config_key, safe_load
 from .scenes import CLASS_NAMES as SCENE_CLASSES
-from .real import DATA_ENV, REAL_DATASETS, MissingDataError, data_root, load_real
+from .real import DATA_ENV, REAL_DATASETS, DataError, MissingDataError, data_root, load_real
 from .scenes import SceneConfig, balanced_labels, render_scenes
 
 DATASETS = ("scenes", *REAL_DATASETS)
 """Every dataset by the name the CLI and the notebooks use."""
 
-__all__ = ["DATASETS", "DATA_ENV", "Dataset", "MissingDataError", "data_root", "load_dataset",
-           "to_float"]
+__all__ = ["DATASETS", "DATA_ENV", "DataError", "Dataset", "MissingDataError", "data_root",
+           "load_dataset", "to_float"]
 
 
 @dataclasses.dataclass
@@ -94,13 +95,22 @@ def load_dataset(name: str = "scenes", *, size: int = 64, n_unlabeled: int | Non
     Real datasets are read from ``data_dir`` (else ``$SSL_TEACH_DATA``, else
     ``~/.cache/ssl_teach/datasets``), resized to ``size`` and subsampled to the counts by a
     permutation seeded with ``seed`` (None, or more than there are: all). Missing files raise
-    :class:`MissingDataError` unless ``download=True`` lets torchvision fetch them.
+    :class:`MissingDataError` unless ``download=True`` lets torchvision fetch them; damaged
+    files raise :class:`DataError`. ``data_dir`` and ``download`` are ignored for the scenes
+    (with a warning: they are rendered, not read).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if name != "scenes":
         return _load_real(name, size=size, n_unlabeled=n_unlabeled, n_train=n_train,
                           n_test=n_test, seed=seed, data_dir=data_dir, download=download)
+    ignored = [what for what, given in (("--data-dir / DATA_DIR", data_dir is not None),
+                                        ("--download / DOWNLOAD", download)) if given]
+    if ignored:
+        warnings.warn(f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} "
+                      "ignored for the embedded scenes, which are rendered, not read from "
+                      f"files; they apply to the real datasets ({', '.join(REAL_DATASETS)})",
+                      stacklevel=2)
     for label, n in (("n_unlabeled", n_unlabeled), ("n_train", n_train), ("n_test", n_test)):
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"{label} must be a positive int, got {n!r}")
@@ -124,7 +134,7 @@ def load_dataset(name: str = "scenes", *, size: int = 64, n_unlabeled: int | Non
             parts[part] = render_scenes(labels, seed=seed * 7919 + 2 * i + 1, config=config)
             parts[part + "_labels"] = labels
         if cache:
-            atomic_save(parts, path)
+            atomic_save(parts, path, best_effort=True)
     return Dataset(name="scenes", unlabeled=parts["unlabeled"],
                    train_images=parts["train"], train_labels=parts["train_labels"],
                    test_images=parts["test"], test_labels=parts["test_labels"],
