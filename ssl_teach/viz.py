@@ -256,9 +256,10 @@ def plot_pretext_vs_probe(methods: dict, *, ax=None):
 
 
 def grad_cam(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
-             block: int = -1) -> torch.Tensor:
+             block: str | None = None) -> torch.Tensor:
     """Grad-CAM maps (N, H, W) in [0, 1] for a backbone + head model (``model.backbone``,
-    ``model.head``, logits = head(mean over space of the last block)).
+    ``model.head``, logits = head(mean over space of the last block)) at ``block``, named as
+    in the probe tables ("block1", "block2", ...; default: the last block).
 
     Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391: weight each channel of a block's
     feature map by the mean gradient of the target logit, sum, keep the positive part, upsample.
@@ -270,7 +271,10 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
         feats = model.backbone(x)
         logits = model.head(feats[-1].mean(dim=(2, 3)))
         chosen = logits.gather(1, targets.view(-1, 1).long()).sum()
-        fmap = feats[block]
+        names = model.backbone.block_names
+        if block is not None and block not in names:
+            raise ValueError(f"unknown block {block!r}; this backbone has {', '.join(names)}")
+        fmap = feats[names.index(block) if block is not None else -1]
         grads, = torch.autograd.grad(chosen, fmap)
         weights = grads.mean(dim=(2, 3), keepdim=True)
         cam = torch.relu((weights * fmap).sum(1, keepdim=True))

@@ -76,3 +76,42 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make lab" in readme
+
+
+# A measured number in prose goes stale the day the code changes: code cells print them.
+# The papers' own numbers may be quoted where the paragraph says whose they are.
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?\s?%|(?<![\w./:-])\d+\.\d+(?![\w./-])|\b\d+\s?(?:s|min)\b")
+_CITATION = re.compile(r"et al\.|[Tt]he paper|papers'|[Rr]eported|arXiv|\((?:19|20)\d\d\)")
+
+
+def _markdown_numbers(source: str) -> list[str]:
+    """Paragraphs of a markdown cell that state a number a run could measure, uncited. A list
+    whose lead-in paragraph cites a paper ("The paper's recipe:") quotes that paper."""
+    found, cited_list = [], False
+    text = re.sub(r"`[^`]*`|\]\([^)]*\)", "", source)  # inline code and link targets
+    for para in re.split(r"\n\s*\n|\n(?=\s*(?:[-*]|\d+\.) )", text):
+        item = re.match(r"\s*(?:[-*]|\d+\.) ", para) is not None
+        cited = _CITATION.search(para) is not None or (item and cited_list)
+        if not item:
+            cited_list = cited and para.rstrip().endswith(":")
+        if _NUMBER.search(para) and not cited:
+            found.append(para.strip()[:120])
+    return found
+
+
+def test_markdown_states_no_measured_numbers():
+    stale = [f"{path.name}: {para}" for path in NOTEBOOKS
+             for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "markdown"
+             for para in _markdown_numbers(cell.source)]
+    assert not stale, "print measured numbers from code; prose may quote the papers:\n" + \
+        "\n".join(stale)
+
+
+def test_the_markdown_number_check_catches_what_it_should():
+    assert _markdown_numbers("The whole image wins (in our run 62.9% against 33.1%).")
+    assert _markdown_numbers("It trains in about 45 s on a laptop.")
+    assert _markdown_numbers("Accuracy rose to 0.84 after training.")
+    assert not _markdown_numbers("Gidaris et al. report 89.06% on CIFAR-10.")
+    assert not _markdown_numbers("Chance is one in ten; see `acc = 0.25` and [x](https://a/1.5)")
+    assert not _markdown_numbers("The paper's recipe:\n\n1. scale (0.7-1.4)\n2. hue (0.1)")
+    assert _markdown_numbers("Our recipe:\n\n1. scale (0.7-1.4)\n2. hue (0.1)")
