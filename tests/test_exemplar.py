@@ -270,9 +270,120 @@ def test_seeds_come_from_different_images_with_their_context():
                                         generator=gen(16))
     assert windows.shape == (30, 3, 48, 48) and windows.dtype == torch.uint8
     assert len(set(origins[:, 0].tolist())) == 30
-    for w, (n, top, left) in zip(windows, origins.tolist()):
+    for w, (n, top, left, side) in zip(windows, origins.tolist()):
+        assert side == 32  # scale 1: the seed patch is cut as it is
         assert 8 <= top <= 64 - 32 - 8 and 8 <= left <= 64 - 32 - 8
         assert torch.equal(w, images[n, :, top - 8:top + 40, left - 8:left + 40])
+
+
+def resize_loop(region, size):
+    """Reference: one region (C, R, R) resized to size x size by the same antialiased bilinear
+    interpolation, on its own, rounded back to bytes."""
+    out = torch.nn.functional.interpolate(region[None].float() / 255, size=(size, size),
+                                          mode="bilinear", antialias=True, align_corners=False)
+    return (out[0] * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def test_seeds_are_drawn_at_several_scales_with_their_context():
+    # the paper samples its seeds "at varying positions and scales"
+    images = (torch.rand(60, 3, 96, 96, generator=gen(30)) * 255).to(torch.uint8)
+    scales = (0.5, 0.75, 1.0)
+    windows, origins = ex.extract_seeds(images, num_seeds=60, patch_size=32, context=25,
+                                        scales=scales, generator=gen(31))
+    assert windows.shape == (60, 3, 82, 82) and windows.dtype == torch.uint8
+    sides = {s: ex.seed_geometry(s, patch_size=32, context=25) for s in scales}
+    assert sides == {0.5: (16, 12, 40), 0.75: (24, 19, 62), 1.0: (32, 25, 82)}
+    assert set(origins[:, 3].tolist()) == {16, 24, 32}  # every scale is drawn
+    for w, (n, top, left, side) in zip(windows, origins.tolist()):
+        patch, margin, region = next(g for g in sides.values() if g[0] == side)
+        assert top - margin >= 0 and left - margin >= 0  # the context is real image
+        assert top + patch + margin <= 96 and left + patch + margin <= 96
+        cut = images[n, :, top - margin:top - margin + region, left - margin:left - margin + region]
+        assert torch.equal(w, resize_loop(cut, 82) if region != 82 else cut)
+
+
+def test_the_task_cuts_seeds_with_the_context_their_transformations_need(tiny_scenes):
+    task = get_task("exemplar", num_classes=40, patch_size=16)
+    assert task.context == ex.required_context(16) == 13 and task.window_size == 42
+    assert len(set(task.seed_scales)) >= 2
+    windows, origins = task.seeds(tiny_scenes)
+    assert windows.shape == (40, 3, 42, 42)
+    assert len(set(origins[:, 3].tolist())) >= 2  # seeds of several sizes
+    default = get_task("exemplar")
+    assert default.context == 25 and default.window_size == 82
+    assert default.min_image_size <= 64  # the profiles' image size
+    with pytest.raises(ValueError, match="context=8 is too small.*context >= 25"):
+        get_task("exemplar", context=8)
+    # without the geometric families no context is needed
+    flat = get_task("exemplar", translation=False, scale=False, rotation=False)
+    assert flat.context == 0 and flat.window_size == 32
+    with pytest.raises(ValueError, match="seed_scales"):
+        get_task("exemplar", seed_scales=())
+    with pytest.raises(ValueError, match="use smaller seed scales"):
+        ex.extract_seeds(torch.zeros(4, 3, 64, 64), num_seeds=2, patch_size=32, context=25,
+                         generator=gen(0))
+
+
+def farthest_sample(params, *, patch_size):
+    """Reference: the farthest point (along either axis, in pixels from the window's centre)
+    that any output pixel centre of any sample reads, from the definition p = R^-1 (u - s) / z,
+    one sample and one patch corner at a time."""
+    far = 0.0
+    half = patch_size / 2 - 0.5
+    for n in range(len(params["scale"])):
+        t = math.radians(float(params["angle"][n]))
+        for ux in (-half, half):
+            for uy in (-half, half):
+                x, y = ux - float(params["shift"][n, 0]), uy - float(params["shift"][n, 1])
+                px = (math.cos(t) * x - math.sin(t) * y) / float(params["scale"][n])
+                py = (math.sin(t) * x + math.cos(t) * y) / float(params["scale"][n])
+                far = max(far, abs(px), abs(py))
+    return far
+
+
+@pytest.mark.parametrize("patch_size", [16, 32])
+def test_the_largest_transformation_stays_inside_the_window(patch_size):
+    # the worst cases: the largest shift, the smallest zoom and the largest turn, every sign
+    signs = torch.tensor([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)],
+                         dtype=torch.float32)
+    n = len(signs)
+    params = ex.identity_params(n)
+    shift = ex.TRANSLATION * patch_size
+    params.update(shift=signs[:, :2] * shift, scale=torch.full((n,), ex.SCALE[0]),
+                  angle=signs[:, 2] * ex.ROTATION)
+    reach = farthest_sample(params, patch_size=patch_size)
+    assert reach == pytest.approx(ex.transformation_reach(patch_size), abs=1e-4)
+    m = ex.required_context(patch_size)
+    side = patch_size + 2 * m
+    assert reach <= side / 2 - 0.5 < reach + 1  # the outermost pixel centre holds it, tightly
+    # what the network is trained on: 100,000 random transformations, none reads padding
+    for p in (params, ex.sample_params(100_000, patch_size=patch_size, generator=gen(40))):
+        grid = ex.sampling_grid(ex.affine_matrices(p, patch_size=patch_size, height=side,
+                                                   width=side), size=patch_size)
+        assert grid.abs().max() <= 1 - 1 / side + 1e-5  # inside the outermost pixel centres
+    # one pixel less of context, and the extreme transformations would read padding
+    small = side - 2
+    grid = ex.sampling_grid(ex.affine_matrices(params, patch_size=patch_size, height=small,
+                                               width=small), size=patch_size)
+    assert grid.abs().max() > 1 - 1 / small
+
+
+def test_training_samples_read_no_padding(tiny_scenes):
+    # a transformed sample equals the same transformation of a window with a far larger margin
+    # of the same image: only real image content was read
+    task = get_task("exemplar", num_classes=8, patch_size=16, seed_scales=(1.0,))
+    images = torch.rand(8, 3, 80, 80, generator=gen(41))
+    g = gen(42)
+    windows, origins = ex.extract_seeds(images, num_seeds=8, patch_size=16,
+                                        context=task.context, scales=(1.0,), generator=g)
+    params = ex.sample_params(8, patch_size=16, families=("translation", "scale", "rotation"),
+                              generator=gen(43))
+    small = ex.transform_geometry(windows, params, patch_size=16)
+    m = task.context + 10
+    big = torch.stack([torch.nn.functional.pad(images[n], (20, 20, 20, 20))[
+        :, top + 20 - m:top + 20 + 16 + m, left + 20 - m:left + 20 + 16 + m]
+        for n, top, left, _ in origins.tolist()])
+    assert torch.allclose(small, ex.transform_geometry(big, params, patch_size=16), atol=1e-5)
 
 
 def test_flat_images_fall_back_to_uniform_positions():
@@ -285,7 +396,7 @@ def test_flat_images_fall_back_to_uniform_positions():
 
 def test_bad_input_gives_clear_errors():
     images = torch.rand(10, 3, 40, 40)
-    with pytest.raises(ValueError, match="at least 48x48.*smaller patch_size"):
+    with pytest.raises(ValueError, match="a 48x48 region.*smaller patch_size"):
         ex.extract_seeds(images, num_seeds=5, patch_size=32, context=8, generator=gen(0))
     with pytest.raises(ValueError, match="cannot draw 11 seed patches from 10 images"):
         ex.extract_seeds(images, num_seeds=11, patch_size=16, context=0, generator=gen(0))
@@ -294,13 +405,13 @@ def test_bad_input_gives_clear_errors():
     with pytest.raises(ValueError, match="smaller than the patch"):
         ex.transform_geometry(torch.rand(2, 3, 20, 20), ex.identity_params(2), patch_size=32)
     task = get_task("exemplar", num_classes=4)
-    assert task.min_image_size == 48
-    with pytest.raises(ValueError, match="at least 48x48"):
-        task.make_batch(torch.rand(4, 3, 40, 40), generator=gen(0), labels=torch.arange(4))
+    assert task.min_image_size == 62 and task.window_size == 82
+    with pytest.raises(ValueError, match="at least 82x82"):
+        task.make_batch(torch.rand(4, 3, 64, 64), generator=gen(0), labels=torch.arange(4))
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
-        task.make_batch(torch.rand(3, 48, 48), generator=gen(0), labels=torch.arange(3))
+        task.make_batch(torch.rand(3, 82, 82), generator=gen(0), labels=torch.arange(3))
     with pytest.raises(ValueError, match="labels="):
-        task.make_batch(torch.rand(4, 3, 48, 48), generator=gen(0))
+        task.make_batch(torch.rand(4, 3, 82, 82), generator=gen(0))
     with pytest.raises(ValueError, match="num_classes"):
         get_task("exemplar", num_classes=1)
     with pytest.raises(ValueError, match="patch_size >= 16"):
@@ -316,13 +427,12 @@ def test_more_classes_than_images_is_a_clear_error(tiny_scenes):
 # ----------------------------------------------------------------- the task
 
 def test_task_data_batches_and_model(tiny_scenes):
-    task = get_task("exemplar", num_classes=64, patch_size=16, context=4)
+    task = get_task("exemplar", num_classes=64, patch_size=16)
     windows, labels = task.training_data(tiny_scenes)
-    assert windows.shape == (64, 3, 24, 24) and torch.equal(labels, torch.arange(64))
-    again, _ = get_task("exemplar", num_classes=64, patch_size=16, context=4).training_data(
-        tiny_scenes)
+    assert windows.shape == (64, 3, 42, 42) and torch.equal(labels, torch.arange(64))
+    again, _ = get_task("exemplar", num_classes=64, patch_size=16).training_data(tiny_scenes)
     assert torch.equal(windows, again)  # the seeds depend on the options only
-    other, _ = get_task("exemplar", num_classes=64, patch_size=16, context=4,
+    other, _ = get_task("exemplar", num_classes=64, patch_size=16,
                         seed=1).training_data(tiny_scenes)
     assert not torch.equal(windows, other)
     inputs, targets = task.make_batch(to_float(windows[:10]), generator=gen(0),
@@ -336,7 +446,7 @@ def test_task_data_batches_and_model(tiny_scenes):
 
 
 def test_grayscale_images_work():
-    images = torch.rand(6, 1, 48, 48, generator=gen(18))
+    images = torch.rand(6, 1, 82, 82, generator=gen(18))
     task = get_task("exemplar", num_classes=6)
     inputs, targets = task.make_batch(images, generator=gen(0), labels=torch.arange(6))
     assert inputs.shape == (6, 1, 32, 32) and torch.isfinite(inputs).all()
@@ -352,7 +462,7 @@ def test_grayscale_images_work():
 
 
 def test_short_training_beats_chance(tiny_scenes):
-    task = get_task("exemplar", num_classes=16, patch_size=16, context=4)
+    task = get_task("exemplar", num_classes=16, patch_size=16)
     config = TrainConfig(budget_samples=16 * 128, batch_size=64, width=8, lr=0.05)
     trained = train(task, tiny_scenes, config, progress=False)
     assert trained.seconds["batch"] > 0
@@ -364,9 +474,10 @@ def test_short_training_beats_chance(tiny_scenes):
 
 
 def test_accuracy_by_family_reports_each_family_alone():
-    windows = torch.rand(12, 3, 48, 48, generator=gen(21))
+    windows = torch.rand(12, 3, 82, 82, generator=gen(21))
     task = get_task("exemplar", num_classes=12)
-    seeds = windows[..., 8:40, 8:40].flatten(1)
+    m = task.context
+    seeds = windows[..., m:m + 32, m:m + 32].flatten(1)
 
     class NearestSeed(torch.nn.Module):
         """Names the seed whose untransformed patch is closest in pixels."""

@@ -9,10 +9,10 @@ import torch
 from ssl_teach.models import build_backbone
 from ssl_teach.pretext import get_task
 from ssl_teach.pretext.jigsaw import (
-    NUM_ORDERS, ContextFreeNetwork, JigsawTask, all_permutations, apply, cut_tiles, grid_tiles,
-    hamming_stats, normalise_tiles, pairwise_hamming, permutation_set, random_permutation_set,
-    sample_params, select_permutations, shuffle, tile_average_features, tile_corners,
-    to_grayscale, unshuffle,
+    NUM_ORDERS, ContextFreeNetwork, JigsawTask, all_permutations, apply, cut_tiles,
+    describe_permutation_set, effective_shift, grid_origin, grid_tiles, hamming_stats,
+    normalise_tiles, pairwise_hamming, permutation_set, random_permutation_set, sample_params,
+    select_permutations, shuffle, tile_average_features, tile_corners, to_grayscale, unshuffle,
 )
 
 SMALL = {"tile_size": 8, "gap": 2}  # 30x30 grid: fits the 32x32 test images
@@ -26,7 +26,8 @@ def hamming_loop(a, b):
 def cut_loop(images, params, *, tile_size, gap, permutation):
     """Reference tile cutter written straight from the description, one tile and channel at a
     time: cell (r, c) starts at origin + (r, c) * (tile + gap); the tile sits at the cell's
-    offset, each channel moved by its own shift, kept inside the image; grayscale first."""
+    offset, each channel moved by its own shift and still inside its cell; grayscale first;
+    every channel of every tile normalised on its own."""
     n, ch, h, w = images.shape
     cell = tile_size + gap
     top0, left0 = (h - 3 * cell) // 2, (w - 3 * cell) // 2
@@ -40,13 +41,12 @@ def cut_loop(images, params, *, tile_size, gap, permutation):
         for pos in range(9):
             k = int(p[pos])  # position pos shows the tile of cell k
             for c in range(ch):
-                top = top0 + (k // 3) * cell + int(params["offset"][i, k, 0])
-                left = left0 + (k % 3) * cell + int(params["offset"][i, k, 1])
-                top = min(max(top + int(params["shift"][i, k, c, 0]), 0), h - tile_size)
-                left = min(max(left + int(params["shift"][i, k, c, 1]), 0), w - tile_size)
-                out[i, pos, c] = img[c, top:top + tile_size, left:left + tile_size]
-            tile = out[i, pos]
-            out[i, pos] = (tile - tile.mean()) / (tile.std() + 1e-2)
+                dy = int(params["offset"][i, k, 0]) + int(params["shift"][i, k, c, 0])
+                dx = int(params["offset"][i, k, 1]) + int(params["shift"][i, k, c, 1])
+                assert 0 <= dy <= gap and 0 <= dx <= gap  # inside the cell
+                top, left = top0 + (k // 3) * cell + dy, left0 + (k % 3) * cell + dx
+                channel = img[c, top:top + tile_size, left:left + tile_size]
+                out[i, pos, c] = (channel - channel.mean()) / (channel.std() + 1e-2)
     return out
 
 
@@ -130,6 +130,80 @@ def test_cutter_matches_the_per_tile_loop():
     assert torch.allclose(inputs, ref, atol=1e-5)
 
 
+def test_every_channel_shift_stays_inside_its_cell():
+    # 20,000 puzzles at the default settings on 64 px images, where the grid of 63 px touches
+    # the top and left borders: no shift may be cut short there (or anywhere)
+    task = JigsawTask()
+    params = sample_params(20_000, num_permutations=task.num_permutations, gap=task.gap,
+                           channels=3, channel_shift=task.channel_shift,
+                           generator=torch.Generator().manual_seed(0))
+    corners = tile_corners(params, height=64, width=64, tile_size=task.tile_size, gap=task.gap)
+    top, left = grid_origin(64, 64, tile_size=task.tile_size, gap=task.gap)
+    k = torch.arange(9)
+    cells = torch.stack([top + (k // 3) * (task.tile_size + task.gap),
+                         left + (k % 3) * (task.tile_size + task.gap)], -1)
+    inside = corners - cells[None, :, None, :]  # (N, 9, C, 2): position within the cell
+    assert inside.min() >= 0 and inside.max() <= task.gap
+    # every shift is applied in full: the channel sits exactly at offset + shift
+    assert torch.equal(inside, params["offset"][:, :, None, :] + params["shift"])
+    assert params["shift"].abs().max() == task.channel_shift
+    # so the channel shifts of a top-left tile look like those of a bottom-right one
+    for cell in (0, 2, 6):
+        share = (params["shift"][:, cell] == 0).float().mean()
+        assert abs(share - (params["shift"][:, 8] == 0).float().mean()) < 0.01, cell
+
+
+def test_channel_shift_shrinks_to_fit_a_small_gap_and_bad_params_are_refused():
+    assert [effective_shift(2, gap) for gap in (0, 1, 2, 3, 4, 5)] == [0, 0, 1, 1, 2, 2]
+    params = sample_params(500, num_permutations=10, gap=2, channels=3, channel_shift=3,
+                           generator=torch.Generator().manual_seed(1))
+    inside = params["offset"][:, :, None, :] + params["shift"]
+    assert params["shift"].abs().max() == 1 and inside.min() >= 0 and inside.max() <= 2
+    params["shift"][0, 0, 0, 0] = -2  # a channel pushed out of its cell
+    with pytest.raises(ValueError, match="inside its cell"):
+        tile_corners(params, height=32, width=32, tile_size=8, gap=2)
+
+
+def test_every_channel_of_every_tile_is_normalised_on_its_own(images):
+    # colour casts differ per channel: per-channel normalisation removes them, as in the
+    # authors' released code; tile_norm="tile" normalises the channels of a tile together
+    tinted = images * torch.tensor([1.0, 0.5, 0.2]).view(1, 3, 1, 1) + 0.1
+    task = JigsawTask(gray_share=0.0, **SMALL)
+    g = torch.Generator().manual_seed(0)
+    inputs, _ = task.make_batch(tinted, generator=g)
+    assert torch.allclose(inputs.mean((-2, -1)), torch.zeros(6, 9, 3), atol=1e-5)
+    params = sample_params(6, num_permutations=100, gap=SMALL["gap"], channels=3,
+                           gray_share=0.0, generator=torch.Generator().manual_seed(0))
+    raw, _ = apply(tinted, params, permutations=task.permutations, normalise=False, **SMALL)
+    std = raw.std((-2, -1))  # each channel divided by its own std (+ eps for flat tiles)
+    assert torch.allclose(inputs.std((-2, -1)), std / (std + 1e-2), atol=1e-4)
+    joint, _ = JigsawTask(tile_norm="tile", **SMALL).make_batch(
+        tinted, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(joint.mean((-3, -2, -1)), torch.zeros(6, 9), atol=1e-5)
+    assert joint.mean((-2, -1)).abs().max() > 0.5  # the channels keep their differences
+    whole = JigsawTask(**SMALL).probe_inputs(tinted)
+    assert torch.allclose(whole.mean((-2, -1)), torch.zeros(6, 3), atol=1e-5)
+    with pytest.raises(ValueError, match="tile_norm"):
+        JigsawTask(tile_norm="image")
+
+
+def test_the_papers_1000_permutation_set_and_its_distances_are_printed(capsys):
+    # the paper's Table 1: 1000 orders chosen for maximal average distance, mean about 8
+    task = JigsawTask(num_permutations=1000)
+    perms = task.permutations
+    assert perms.shape == (1000, 9) and len(torch.unique(perms, dim=0)) == 1000
+    stats = hamming_stats(perms)
+    assert stats["min"] >= 2 and stats["mean"] >= 7.95
+    print(task.describe_permutations())
+    line = capsys.readouterr().out
+    assert "1000 orders" in line and f"min {stats['min']:.0f}" in line
+    assert f"mean {stats['mean']:.2f}" in line
+    d = pairwise_hamming(perms)
+    assert f"({int((d == d.min()).sum()):,} of {len(d):,} pairs)" in line
+    assert task.num_classes == 1000 and len(task.class_names) == 1000
+    assert describe_permutation_set(perms[:2]).startswith("permutation set: 2 orders")
+
+
 def test_tiles_put_back_rebuild_the_image_without_gap_or_guards():
     images = torch.rand(3, 3, 24, 24)
     perms = select_permutations(10)
@@ -143,9 +217,13 @@ def test_tiles_put_back_rebuild_the_image_without_gap_or_guards():
 
 
 def test_each_tile_is_normalised_on_its_own():
-    tiles = normalise_tiles(torch.rand(2, 9, 3, 8, 8) * 5 + 3)
-    assert torch.allclose(tiles.mean(dim=(-3, -2, -1)), torch.zeros(2, 9), atol=1e-5)
-    assert torch.allclose(tiles.std(dim=(-3, -2, -1)), torch.ones(2, 9), atol=1e-2)
+    raw = torch.rand(2, 9, 3, 8, 8) * 5 + 3
+    tiles = normalise_tiles(raw)  # every channel on its own
+    assert torch.allclose(tiles.mean(dim=(-2, -1)), torch.zeros(2, 9, 3), atol=1e-5)
+    assert torch.allclose(tiles.std(dim=(-2, -1)), torch.ones(2, 9, 3), atol=1e-2)
+    joint = normalise_tiles(raw, per_channel=False)  # the channels of a tile together
+    assert torch.allclose(joint.mean(dim=(-3, -2, -1)), torch.zeros(2, 9), atol=1e-5)
+    assert torch.allclose(joint.std(dim=(-3, -2, -1)), torch.ones(2, 9), atol=1e-2)
 
 
 def test_without_jitter_tiles_sit_in_the_middle_of_their_cells():
@@ -190,7 +268,7 @@ def test_task_batch_model_and_contract(images):
                        task.build_model(model.backbone).backbone.blocks[0][0].weight)
     whole = task.probe_inputs(images)
     assert whole.shape == images.shape
-    assert torch.allclose(whole.mean(dim=(1, 2, 3)), torch.zeros(6), atol=1e-5)
+    assert torch.allclose(whole.mean(dim=(2, 3)), torch.zeros(6, 3), atol=1e-5)
 
 
 def test_network_reads_tiles_in_the_given_order():

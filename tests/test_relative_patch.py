@@ -6,13 +6,14 @@ import torch
 from ssl_teach.models import build_backbone
 from ssl_teach.pretext import get_task
 from ssl_teach.pretext.relative_patch import (
-    CLASS_NAMES, GREEN_MAGENTA, OFFSETS, AbsolutePositionTask, LateFusion, chromatic_aberration,
-    drop_colours, embed_patches, grid_extent, grid_patches, label_of, make_pairs,
-    normalise_patches, offset_of, patch_average_features, patch_features, position_accuracy,
-    project_out_green_magenta, sample_colour_drop, sample_params,
+    CLASS_NAMES, GREEN_MAGENTA, OFFSETS, AbsolutePositionTask, LateFusion, RelativePatchTask,
+    chromatic_aberration, drop_colours, embed_patches, grid_extent, grid_patches, label_of,
+    make_pairs, normalise_patches, offset_of, pair_corners, patch_average_features,
+    patch_features, position_accuracy, project_out_green_magenta, sample_colour_drop,
+    sample_params,
 )
 
-GEOMETRY = {"patch": 6, "gap": 2, "jitter": 1}  # small enough for 32x32 loop references
+GEOMETRY = {"patch": 6, "gap": 3, "jitter": 1}  # small enough for 32x32 loop references
 
 
 def corner_loop(label, origin, jit, *, patch, gap, jitter):
@@ -68,6 +69,68 @@ def test_every_label_and_jitter_stays_inside_the_image():
     assert inputs.shape == (400, 2, 1, 6, 6)
 
 
+def pixels_between(corners, patch):
+    """Reference: the number of pixel rows or columns that separate two squares of side
+    ``patch`` at top-left corners a and b, along the axis where they are furthest apart
+    (0: they touch or overlap), one pair at a time."""
+    out = []
+    for (ar, ac), (br, bc) in corners.tolist():
+        out.append(max(abs(ar - br), abs(ac - bc)) - patch)
+    return torch.tensor(out)
+
+
+@pytest.mark.parametrize("geometry", [{}, {"patch": 16, "gap": 3, "jitter": 1},
+                                      {"patch": 20, "gap": 5, "jitter": 2}])
+def test_the_two_patches_of_a_pair_never_touch(geometry):
+    # 200,000 pairs: two jitters towards each other close the gap by up to 2 * jitter, and
+    # gap > 2 * jitter (checked when the task is made) leaves at least one pixel between them
+    task = RelativePatchTask(**geometry)
+    kw = {"patch": task.patch, "gap": task.gap, "jitter": task.jitter}
+    params = sample_params(200_000, image_size=task.min_image_size + 5,
+                           generator=torch.Generator().manual_seed(0), **kw)
+    corners = pair_corners(params, **kw)  # (n, 2 patches, 2 coordinates)
+    apart = (corners[:, 0] - corners[:, 1]).abs().amax(1) - task.patch  # pixels between them
+    assert apart.min() >= 1, f"{int((apart < 1).sum())} of 200,000 pairs touch or overlap"
+    assert apart.min() == task.gap - 2 * task.jitter  # the closest pairs are as predicted
+    assert torch.equal(apart[:500], pixels_between(corners[:500], task.patch))
+
+
+@pytest.mark.parametrize("gap, jitter", [(4, 3), (6, 3), (0, 0), (2, 1)])
+def test_a_gap_that_jitter_can_close_is_a_clear_error(gap, jitter):
+    with pytest.raises(ValueError, match=rf"gap={gap} must be larger than 2 \* jitter"):
+        RelativePatchTask(gap=gap, jitter=jitter)
+    with pytest.raises(ValueError, match="touch or overlap"):
+        AbsolutePositionTask(gap=gap, jitter=jitter)
+    with pytest.raises(ValueError, match="larger gap"):
+        sample_params(2, image_size=96, patch=16, gap=gap, jitter=jitter,
+                      generator=torch.Generator().manual_seed(0))
+
+
+def test_default_grid_keeps_the_papers_proportions_on_64_pixel_images():
+    # the paper: 96 px patches, a 48 px gap (half a patch), up to 7 px of jitter
+    task = RelativePatchTask()
+    assert task.min_image_size <= 64
+    assert abs(task.gap / task.patch - 48 / 96) <= 0.1
+    assert abs(task.jitter / task.patch - 7 / 96) <= 0.02
+    assert task.gap > 2 * task.jitter
+
+
+def test_colour_dropping_and_projection_are_options_off_by_default():
+    task = RelativePatchTask()
+    assert task.colour_drop is False and task.projection is False
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    dropped, _ = RelativePatchTask(colour_drop=True, normalise=False).make_batch(images,
+                                                                              generator=g)
+    # every patch keeps one channel; the other two are flat up to faint noise
+    stds = dropped.std((-2, -1))  # (N, 2, C)
+    assert ((stds < 0.02 * stds.amax(-1, keepdim=True)).sum(-1) == 2).all()
+    projected, _ = RelativePatchTask(projection=True, normalise=False).make_batch(
+        images, generator=torch.Generator().manual_seed(1))
+    v = torch.tensor(GREEN_MAGENTA) / torch.tensor(GREEN_MAGENTA).norm()
+    assert torch.einsum("npchw,c->nphw", projected, v).abs().max() < 1e-5
+
+
 def test_grid_patches_match_slicing():
     imgs = torch.rand(2, 3, 25, 25, generator=torch.Generator().manual_seed(0))
     patches = grid_patches(imgs, patch=6, gap=2)  # grid of 22 px, centred: starts at row 1
@@ -78,10 +141,10 @@ def test_grid_patches_match_slicing():
 
 
 def test_params_come_from_the_generator_only():
-    a = sample_params(8, image_size=64, patch=16, gap=4, jitter=3,
+    a = sample_params(8, image_size=64, patch=16, gap=7, jitter=1,
                       generator=torch.Generator().manual_seed(5))
     torch.manual_seed(123)  # the global state must not matter
-    b = sample_params(8, image_size=64, patch=16, gap=4, jitter=3,
+    b = sample_params(8, image_size=64, patch=16, gap=7, jitter=1,
                       generator=torch.Generator().manual_seed(5))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -149,7 +212,7 @@ def test_per_patch_normalisation():
 
 def test_task_batch_shapes_and_model():
     task = get_task("relative_patch")
-    assert task.chance == 0.125 and task.num_classes == 8 and task.min_image_size == 62
+    assert task.chance == 0.125 and task.num_classes == 8 and task.min_image_size == 64
     images = torch.rand(10, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     inputs, targets = task.make_batch(images, generator=torch.Generator().manual_seed(0))
     assert inputs.shape == (10, 2, 3, 16, 16) and targets.shape == (10,)
@@ -215,8 +278,8 @@ def test_absolute_position_patches_come_from_their_cell():
 def test_bad_input_is_a_clear_error():
     task = get_task("relative_patch")
     g = torch.Generator().manual_seed(0)
-    with pytest.raises(ValueError, match="too small.*62x62"):
-        task.make_batch(torch.rand(2, 3, 61, 64), generator=g)
+    with pytest.raises(ValueError, match="too small.*64x64"):
+        task.make_batch(torch.rand(2, 3, 63, 64), generator=g)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         task.make_batch(torch.rand(3, 64, 64), generator=g)
     with pytest.raises(ValueError, match="patch must be at least 16"):
@@ -224,7 +287,7 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="gap and jitter must be >= 0"):
         get_task("relative_patch", gap=-1)
     with pytest.raises(ValueError, match="cannot hold the grid"):
-        sample_params(2, image_size=40, patch=16, gap=4, jitter=3, generator=g)
+        sample_params(2, image_size=40, patch=16, gap=7, jitter=1, generator=g)
     with pytest.raises(ValueError, match="aberration"):
         get_task("relative_patch", aberration=0.7)
     with pytest.raises(ValueError, match="patch tuples"):
@@ -244,7 +307,8 @@ def test_patch_average_features_average_the_nine_grid_patches():
     backbone = build_backbone(width=4).eval()
     images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     avg = patch_average_features(backbone, task, images)
-    per_patch = patch_features(backbone, task, grid_patches(images, patch=16, gap=4).flatten(0, 1))
+    grid = grid_patches(images, patch=task.patch, gap=task.gap)
+    per_patch = patch_features(backbone, task, grid.flatten(0, 1))
     for b, name in enumerate(["block1", "block2", "block3", "block4"]):
         assert avg[name].shape == (3, per_patch[b].shape[1])
         assert torch.allclose(avg[name], per_patch[b].view(3, 9, -1).mean(1), atol=1e-6)

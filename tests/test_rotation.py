@@ -130,3 +130,65 @@ def test_letterbox_blacks_out_the_bottom_rows_only(images):
     assert torch.all(turned[..., :, 24:] == 0)
     with pytest.raises(ValueError, match="letterbox share"):
         letterbox(images, share=1.0)
+
+
+def crop_loop(image, top, left, pad):
+    """Reference: pad one image (C, S, S) with zeros pixel by pixel, then slice the crop."""
+    c, s, _ = image.shape
+    padded = torch.zeros(c, s + 2 * pad, s + 2 * pad)
+    for r in range(s):
+        for q in range(s):
+            padded[:, r + pad, q + pad] = image[:, r, q]
+    return padded[:, top:top + s, left:left + s]
+
+
+def test_random_crops_of_the_zero_padded_image_match_the_loop(images):
+    params = sample_params(6, generator=torch.Generator().manual_seed(2), crop_pad=4)
+    assert params["crop"].shape == (6, 2) and 0 <= params["crop"].min()
+    assert params["crop"].max() <= 8
+    inputs, targets = apply(images, params, crop_pad=4)
+    for i in range(6):
+        top, left = params["crop"][i].tolist()
+        ref = crop_loop(images[i], top, left, 4)
+        if params["flip"][i]:
+            ref = ref.flip(-1)
+        for k in range(4):
+            assert torch.equal(inputs[k * 6 + i], rotate_loop(ref, k))
+    assert torch.equal(targets, torch.arange(4).repeat_interleave(6))
+    centre = {"flip": torch.zeros(6, dtype=torch.bool), "crop": torch.full((6, 2), 4)}
+    assert torch.equal(apply(images, centre, crop_pad=4)[0][:6], images)  # no shift: as is
+
+
+def test_crop_option_draws_crops_and_leaves_flips_as_they_were(images):
+    a = sample_params(500, generator=torch.Generator().manual_seed(3))
+    b = sample_params(500, generator=torch.Generator().manual_seed(3), crop_pad=8)
+    assert torch.equal(a["flip"], b["flip"]) and "crop" not in a
+    assert set(b["crop"].flatten().tolist()) == set(range(17))  # every shift 0..2 * pad
+    task = get_task("rotation", crop_pad=4)
+    inputs, targets = task.make_batch(images, generator=torch.Generator().manual_seed(0))
+    assert inputs.shape == (24, 3, 32, 32) and targets.bincount().tolist() == [6, 6, 6, 6]
+    plain, _ = get_task("rotation").make_batch(images, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(inputs, plain)
+    # a zero border appears on one side only, at a random side: no hint of the turn
+    assert (inputs == 0).any()
+    assert task.options()["crop_pad"] == 4 and get_task("rotation").options()["crop_pad"] == 0
+    with pytest.raises(ValueError, match="crop_pad must be an int >= 0"):
+        get_task("rotation", crop_pad=-1)
+    with pytest.raises(ValueError, match="needs params\\['crop'\\]"):
+        apply(images, {"flip": torch.zeros(6, dtype=torch.bool)}, crop_pad=4)
+    with pytest.raises(ValueError, match="0..2 \\* pad"):
+        apply(images, {"flip": torch.zeros(6, dtype=torch.bool),
+                       "crop": torch.full((6, 2), 9)}, crop_pad=4)
+
+
+def test_the_zero_border_of_a_crop_does_not_tell_the_turn():
+    # white images: only the crops' zero borders are dark. For every turn, each side of the
+    # input is dark equally often (4 of the 9 shifts along an axis leave a border there)
+    white = torch.ones(4000, 1, 16, 16)
+    task = get_task("rotation", crop_pad=4)
+    inputs, targets = task.make_batch(white, generator=torch.Generator().manual_seed(5))
+    sides = torch.stack([inputs[:, 0, 0, :].eq(0).all(1), inputs[:, 0, -1, :].eq(0).all(1),
+                         inputs[:, 0, :, 0].eq(0).all(1), inputs[:, 0, :, -1].eq(0).all(1)], 1)
+    for k in range(4):
+        share = sides[targets == k].float().mean(0)  # top, bottom, left, right
+        assert torch.allclose(share, torch.full((4,), 4 / 9), atol=0.03), (k, share)

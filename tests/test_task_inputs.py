@@ -13,7 +13,7 @@ from ssl_teach.experiment import check_image_size, pretrain
 from ssl_teach.pretext import TASKS, get_task
 from ssl_teach.probe import extract_features
 from ssl_teach.profiles import Profile
-from ssl_teach.train import TrainConfig, predict, train, training_data
+from ssl_teach.train import TrainConfig, evaluation_data, predict, train, training_data
 
 TINY = TrainConfig(budget_samples=32, batch_size=16, width=4, depth=4)
 SMALL_OPTIONS = {"exemplar": {"num_classes": 16}}  # one surrogate class per seed image
@@ -70,8 +70,9 @@ def test_every_task_trains_predicts_and_probes_at_every_size(name, channels):
         assert inputs.shape[-3] == channels, (name, size, tuple(inputs.shape))
 
         trained = train(task, data, TINY, progress=False, cache=False)
-        logits, _, _ = predict(trained, data.test_images[:4], None if labels is None else
-                               labels[:4])
+        held_out, held_labels = evaluation_data(task, data)  # as pretext_accuracy does
+        logits, _, _ = predict(trained, held_out[:4], None if held_labels is None else
+                               held_labels[:4])
         assert logits.shape[1] == task.num_classes and torch.isfinite(logits).all()
         feats = extract_features(trained.backbone, data.test_images[:4],
                                  prepare=task.probe_inputs)

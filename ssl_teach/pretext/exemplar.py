@@ -3,15 +3,19 @@
 Dosovitskiy, Springenberg, Riedmiller & Brox, "Discriminative Unsupervised Feature Learning
 with Convolutional Neural Networks", NIPS 2014; extended in TPAMI 2016,
 https://arxiv.org/abs/1406.6909. "We sample N patches of size 32x32 pixels from different
-images [...] with probability proportional to mean squared gradient magnitude within the
-patch [...] each of the seed patches is subjected to K random transformations [...] the
-resulting surrogate classes" are then told apart by a softmax classifier over N classes.
+images at varying positions and scales [...] with probability proportional to mean squared
+gradient magnitude within the patch [...] each of the seed patches is subjected to K random
+transformations [...] the resulting surrogate classes" are then told apart by a softmax
+classifier over N classes (N from 50 up to 32,000 in the paper).
 
 Paper details kept here:
 
 - seed patches come from different unlabeled images, at positions drawn with probability
   proportional to the patch's mean (squared, by default) gradient magnitude, so they land on
-  objects and edges rather than on flat sky;
+  objects and edges rather than on flat sky, and at several scales: a seed at scale ``s``
+  covers ``s * P`` image pixels and is resampled to the P x P patch (``seed_scales``; the
+  defaults, 0.625 to 0.75, cover 20 to 24 px of a 64 px image, around the third of the image
+  side that the paper's 32 px patches cover of 96 px STL-10 images);
 - one surrogate class per seed; every training sample is a fresh random transformation of
   its seed, composed of every enabled family, with the paper's ranges:
   translation (up to 0.2 of the patch side, each axis), scale (x0.7-1.4), rotation (+-20°),
@@ -20,8 +24,14 @@ Paper details kept here:
   (+-0.1), and a hue shift (+-0.1 of the colour circle);
 - multiplicative factors are drawn log-uniformly, so 1 (no change) sits in the middle of the
   range and x0.5 is as likely as x2;
-- the seed is cut with a margin of real context around it (``context`` pixels), so zooming
-  out, turning and shifting show image content, not padding.
+- the seed is cut with the margin of real image around it that its largest transformation
+  needs (``context`` pixels, computed by :func:`required_context`: 25 px around a 32 px patch
+  for the paper's ranges), so zooming out, turning and shifting show image content, never
+  mirrored padding. The quick and full profiles train on 64 px images, where an 82 px window
+  fits only at a scale below 1 (the region is enlarged to the window): one more reason for
+  the seed scales above;
+- the ``full`` profile uses 16,000 surrogate classes, 625 transformed samples of each on its
+  budget; the ``quick`` profile 500 classes (CPU minutes).
 
 Everything is batched on tensors with one random parameter set per sample: one
 ``affine_grid``/``grid_sample`` for the geometry, a 3x3 colour matrix for the principal
@@ -31,6 +41,7 @@ intensity, and saturation and hue do nothing.
 
 Shapes: seeds with context ``windows`` (N, C, P+2m, P+2m), uint8 or float in [0, 1] ->
 ``inputs`` (N, C, P, P), ``targets`` (N,) = the seeds' surrogate classes (0..num_classes-1).
+All sizes of a window (P, m) are in window pixels, whatever the scale the seed was cut at.
 """
 
 from __future__ import annotations
@@ -65,6 +76,49 @@ HUE = 0.1
 
 FAMILIES = ("translation", "scale", "rotation", "contrast", "saturation_value", "hue")
 """The transformation families of the paper, by the task option that switches each one."""
+
+SEED_SCALES = (0.625, 0.6875, 0.75)
+"""Default seed scales (image pixels per patch pixel): a 32 px seed covers 20, 22 or 24 px of
+the image, around a third of a 64 px image's side as the paper's 32 px seeds of 96 px STL-10
+images. The largest needs a 62 px region of a 64 px image for its 82 px window. (Smaller
+seeds, enlarged more, probed worse on the quick profile's scenes.)"""
+
+
+def transformation_reach(patch_size: int, *, families=FAMILIES) -> float:
+    """How far from the window's centre, in pixels along either axis, the largest
+    transformation of the enabled ``families`` samples: the patch's outermost pixel centre
+    (P/2 - 1/2 from its centre), shifted by the largest translation, shrunk by the smallest
+    zoom and turned by the largest angle (a square of half-side a turned by t reaches
+    a * (cos t + sin t) along an axis)."""
+    a = patch_size / 2 - 0.5
+    if "translation" in families:
+        a += TRANSLATION * patch_size
+    if "scale" in families:
+        a /= SCALE[0]
+    if "rotation" in families:
+        t = math.radians(ROTATION)
+        a *= math.cos(t) + math.sin(t)
+    return a
+
+
+def required_context(patch_size: int, *, families=FAMILIES) -> int:
+    """The smallest context margin m (pixels on each side of the patch) that the enabled
+    transformations need: every point they sample lies at or inside the outermost pixel
+    centres of the P + 2m window, so bilinear sampling never reads padding."""
+    return max(0, math.ceil(transformation_reach(patch_size, families=families) + 0.5
+                            - patch_size / 2 - 1e-9))
+
+
+def seed_geometry(scale: float, *, patch_size: int, context: int) -> tuple[int, int, int]:
+    """(patch, context, region): image pixels of a seed cut at ``scale`` — the side of the seed
+    patch, its margin on each side, and the side of the region (patch + 2 margins) that is
+    resampled to the window of patch_size + 2 * context pixels."""
+    if not scale > 0:
+        raise ValueError(f"a seed scale is a positive number of image pixels per patch pixel, "
+                         f"got {scale!r}")
+    patch = max(1, round(scale * patch_size))
+    margin = round(scale * context)
+    return patch, margin, patch + 2 * margin
 
 
 # --------------------------------------------------------------------------- seed patches
@@ -110,26 +164,68 @@ def cut_windows(images: torch.Tensor, positions: torch.Tensor, *, size: int) -> 
     return cut_squares(images, positions.unsqueeze(1), size).squeeze(1)
 
 
-def extract_seeds(images: torch.Tensor, *, num_seeds: int, patch_size: int = 32,
-                  context: int = 8, power: float = 2.0, generator: torch.Generator
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seed patches from ``num_seeds`` different images, placed where gradients are strong.
+def resize_windows(windows: torch.Tensor, size: int) -> torch.Tensor:
+    """Square windows (N, C, R, R) -> (N, C, size, size): bilinear, antialiased when shrinking,
+    in the windows' dtype (uint8 rounded); unchanged when R == size."""
+    if windows.shape[-1] == size:
+        return windows
+    out = nn.functional.interpolate(to_float(windows), size=(size, size), mode="bilinear",
+                                    antialias=True, align_corners=False)
+    if windows.dtype == torch.uint8:
+        return out.mul_(255).round_().clamp_(0, 255).to(torch.uint8)
+    return out.clamp_(0, 1)
 
-    Returns ``windows`` (num_seeds, C, P+2m, P+2m) in the images' dtype (the seed patch is the
-    centre P x P, m = ``context``) and ``origins`` (num_seeds, 3): image index, top, left of
-    the seed patch itself.
+
+def extract_seeds(images: torch.Tensor, *, num_seeds: int, patch_size: int = 32,
+                  context: int = 8, power: float = 2.0, scales=(1.0,),
+                  generator: torch.Generator, chunk: int = 1024
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seed patches from ``num_seeds`` different images, placed where gradients are strong,
+    each at a scale drawn uniformly from ``scales`` (image pixels per patch pixel).
+
+    A seed at scale s is the region of :func:`seed_geometry` (its patch of about s * P image
+    pixels, placed with probability ~ its mean gradient magnitude ** ``power``, and the margin
+    around it) resampled to the window. Returns ``windows`` (num_seeds, C, P+2m, P+2m) in the
+    images' dtype (the seed patch is the centre P x P, m = ``context``) and ``origins``
+    (num_seeds, 4): image index, top, left and side of the seed patch itself, in image
+    pixels. With one scale no scale is drawn; with scale 1 the windows are cut as they are.
     """
-    _check_patch_fits(images, patch_size, context)
+    _check_images(images)
+    scales = tuple(float(s) for s in scales)
+    if not scales:
+        raise ValueError("scales must hold at least one seed scale, e.g. (1.0,)")
+    geometry = [seed_geometry(s, patch_size=patch_size, context=context) for s in scales]
+    for s, (patch, margin, region) in zip(scales, geometry):
+        if min(images.shape[-2:]) < region:
+            raise ValueError(
+                f"a seed at scale {s:g} is a {patch}x{patch} px patch with {margin} px of "
+                f"context, a {region}x{region} region, but the images are "
+                f"{tuple(images.shape[-2:])}: use smaller seed scales (at most "
+                f"{min(images.shape[-2:]) / (patch_size + 2 * context):.2f} here), a smaller "
+                "patch_size or context, or larger images")
     if not 1 <= num_seeds <= len(images):
         raise ValueError(
             f"cannot draw {num_seeds} seed patches from {len(images)} images (one seed per "
             f"image): ask for at most {len(images)} surrogate classes or use more images")
     which = torch.randperm(len(images), generator=generator)[:num_seeds]
-    chosen = images[which]
-    scores = patch_scores(chosen, patch_size=patch_size, context=context, power=power)
-    pos = sample_positions(scores, generator=generator)  # corner of the window
-    windows = cut_windows(chosen, pos, size=patch_size + 2 * context)
-    return windows, torch.cat([which[:, None], pos + context], 1)
+    if len(scales) > 1:
+        scale_of = torch.randint(len(scales), (num_seeds,), generator=generator)
+    else:
+        scale_of = torch.zeros(num_seeds, dtype=torch.long)
+    size = patch_size + 2 * context
+    windows = torch.empty(num_seeds, images.shape[1], size, size, dtype=images.dtype)
+    origins = torch.empty(num_seeds, 4, dtype=torch.long)
+    for k, (patch, margin, region) in enumerate(geometry):
+        members = (scale_of == k).nonzero().flatten()
+        for i in range(0, len(members), chunk):  # bounded memory for many thousands of seeds
+            rows = members[i:i + chunk]
+            chosen = images[which[rows]]
+            scores = patch_scores(chosen, patch_size=patch, context=margin, power=power)
+            pos = sample_positions(scores, generator=generator)  # corner of the region
+            windows[rows] = resize_windows(cut_windows(chosen, pos, size=region), size)
+            origins[rows] = torch.cat([which[rows, None], pos + margin,
+                                       torch.full((len(rows), 1), patch)], 1)
+    return windows, origins
 
 
 # --------------------------------------------------------------------------- geometry
@@ -176,7 +272,8 @@ def sampling_grid(mat: torch.Tensor, *, size: int) -> torch.Tensor:
 def transform_geometry(images: torch.Tensor, params: dict[str, torch.Tensor], *,
                        patch_size: int) -> torch.Tensor:
     """Shift, zoom and turn each image (bilinear), then cut the central patch_size patch:
-    (N, C, H, W) -> (N, C, P, P). Points beyond the image are mirrored back in."""
+    (N, C, H, W) -> (N, C, P, P). Points beyond the image would be mirrored back in; windows
+    with :func:`required_context` around the patch never need that."""
     _check_images(images)
     n, c, h, w = images.shape
     if min(h, w) < patch_size:
@@ -411,9 +508,11 @@ class ExemplarTask:
 
     num_classes: int = 500  # N: seed patches = surrogate classes (the paper: up to 32,000)
     patch_size: int = 32
-    context: int = 8  # pixels of real image around each seed, room for the transformations
+    context: int | None = None  # window pixels of real image around each seed patch; None:
+    # what the largest enabled transformation needs (required_context), never less
     gradient_power: float = 2.0  # seeds drawn with probability ~ mean |gradient|**power
     seed: int = 0  # which seed patches are drawn (separate from the training seed)
+    seed_scales: tuple[float, ...] = SEED_SCALES  # image pixels per patch pixel of the seeds
     translation: bool = True
     scale: bool = True
     rotation: bool = True
@@ -427,14 +526,37 @@ class ExemplarTask:
     def __post_init__(self):
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
-        if self.patch_size < 16 or self.context < 0:
-            raise ValueError(f"need patch_size >= 16 (the backbone halves it 4 times) and "
-                             f"context >= 0, got {self.patch_size} and {self.context}")
+        if self.patch_size < 16:
+            raise ValueError(f"need patch_size >= 16 (the backbone halves it 4 times), got "
+                             f"{self.patch_size}")
+        need = required_context(self.patch_size, families=self.families)
+        if self.context is None:
+            object.__setattr__(self, "context", need)
+        elif self.context < need:
+            raise ValueError(
+                f"context={self.context} is too small: the largest transformation of "
+                f"{', '.join(self.families) or 'no family'} reaches "
+                f"{transformation_reach(self.patch_size, families=self.families):.1f} px from "
+                f"the centre of a {self.patch_size} px patch, so the window needs {need} px of "
+                f"context on each side (else it samples mirrored padding): use context >= "
+                f"{need}, or context=None to have it computed")
+        scales = tuple(float(x) for x in self.seed_scales)
+        if not scales or min(scales) <= 0:
+            raise ValueError(f"seed_scales must be positive numbers (image pixels per patch "
+                             f"pixel), e.g. {SEED_SCALES}; got {self.seed_scales!r}")
+        object.__setattr__(self, "seed_scales", scales)
+
+    @property
+    def window_size(self) -> int:
+        """Side of a seed window in its own pixels: the patch and its context on each side."""
+        return self.patch_size + 2 * self.context
 
     @property
     def min_image_size(self) -> int:
-        """Seeds are cut with their context, so images need at least this side."""
-        return self.patch_size + 2 * self.context
+        """Seeds are cut with their context at every seed scale, so images need at least the
+        largest region's side (and make_batch takes windows of :attr:`window_size`)."""
+        return max(seed_geometry(s, patch_size=self.patch_size, context=self.context)[2]
+                   for s in self.seed_scales)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -462,7 +584,7 @@ class ExemplarTask:
         g = torch.Generator().manual_seed(self.seed)
         return extract_seeds(dataset.unlabeled, num_seeds=self.num_classes,
                              patch_size=self.patch_size, context=self.context,
-                             power=self.gradient_power, generator=g)
+                             power=self.gradient_power, scales=self.seed_scales, generator=g)
 
     def colour_basis(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean colour and principal components of the seed patches' pixels."""
@@ -485,11 +607,12 @@ class ExemplarTask:
         """Transform each seed window once: (transformed patches, surrogate classes)."""
         _check_images(images)
         images = to_float(images)
-        if min(images.shape[-2:]) < self.min_image_size:
+        if min(images.shape[-2:]) < self.window_size:
             raise ValueError(
-                f"exemplar needs seed windows of at least {self.min_image_size}x"
-                f"{self.min_image_size} (patch_size {self.patch_size} + 2 x context "
-                f"{self.context}), got {tuple(images.shape[-2:])}")
+                f"exemplar needs seed windows of at least {self.window_size}x"
+                f"{self.window_size} (patch_size {self.patch_size} + 2 x context "
+                f"{self.context}), got {tuple(images.shape[-2:])}: make them with "
+                "training_data or extract_seeds")
         if labels is None:
             raise ValueError("exemplar batches need labels= (the surrogate class of every "
                              "seed window, from training_data)")

@@ -9,14 +9,20 @@ Paper details kept here:
 
 - a 3x3 grid of cells with a random tile crop inside each cell: the gap between tiles and the
   jitter of their positions stop the network from matching edges and lines across tiles;
-- every tile is normalised by its own mean and standard deviation, so that tiles cannot be
-  matched by their brightness or contrast;
+- every colour channel of every tile is normalised by its own mean and standard deviation, as
+  in the authors' released code, so that tiles cannot be matched by their brightness, contrast
+  or colour cast (``tile_norm="tile"`` normalises over all channels of a tile together);
 - chromatic-aberration guards: a share of images is made grayscale and the colour channels of
   each tile are shifted by a pixel or so against each other (camera lenses shift colours
-  towards the image border, which would tell a tile's position without looking at content);
+  towards the image border, which would tell a tile's position without looking at content).
+  Every shifted channel stays inside its own cell: tiles are placed at least ``channel_shift``
+  pixels inside their cell, so no shift is ever cut short at the image border (a shift cut
+  short only at some borders would itself tell where a tile came from);
 - the permutation set is chosen greedily for maximal Hamming distance (the average over the
   chosen ones, as in the paper's Algorithm 1, or the minimum): the further apart the orders,
-  the less ambiguous the task; the paper used 1000 of the 9! = 362,880 orders;
+  the less ambiguous the task. The paper's main set has 1000 of the 9! = 362,880 orders
+  (``num_permutations=1000``, the ``full`` profile's choice); the ``quick`` profile uses 100.
+  :func:`describe_permutation_set` gives a printable line on the distances of a set;
 - the context-free network: the same backbone on every tile on its own, the tile features
   concatenated in the shuffled order, then a classifier over the permutation set. No tile
   sees another before the classifier, so low-level continuity cannot be used.
@@ -131,7 +137,7 @@ def permutation_set(n: int = 100, *, criterion: str = "average", seed: int = 0,
             warnings.warn(f"{err}; selecting again", stacklevel=2)
     perms = select_permutations(n, criterion=criterion, seed=seed)
     if cache:
-        atomic_save(perms, path)
+        atomic_save(perms, path, best_effort=True)  # a read-only cache: keep the set anyway
     return perms
 
 
@@ -157,6 +163,18 @@ def hamming_stats(perms: torch.Tensor) -> dict[str, float]:
     return {"min": d.min().item(), "mean": d.mean().item()}
 
 
+def describe_permutation_set(perms: torch.Tensor, *, name: str = "permutation set") -> str:
+    """One line on a permutation set: its size and the minimum, mean and maximum Hamming
+    distance over all its pairs, with how many pairs sit at the minimum."""
+    if len(perms) < 2:
+        raise ValueError("Hamming statistics need at least two permutations")
+    d = pairwise_hamming(perms)
+    low = int(d.min())
+    return (f"{name}: {len(perms)} orders, pairwise Hamming distance min {low} "
+            f"({int((d == low).sum()):,} of {len(d):,} pairs), mean {d.float().mean():.2f}, "
+            f"max {int(d.max())}")
+
+
 def _check_set_size(n) -> None:
     if not isinstance(n, int) or not 2 <= n <= NUM_ORDERS:
         raise ValueError(f"the permutation set needs between 2 and 9! = {NUM_ORDERS} "
@@ -165,19 +183,30 @@ def _check_set_size(n) -> None:
 
 # --- tiles ----------------------------------------------------------------------------------
 
+def effective_shift(channel_shift: int, gap: int) -> int:
+    """The largest channel shift that keeps every channel of a tile inside its cell: a tile
+    has ``gap`` pixels of room in its cell, so a shift of ``s`` either way needs ``2 s <= gap``
+    (with a smaller gap the shift shrinks to ``gap // 2``; with no gap there is none)."""
+    return min(channel_shift, gap // 2)
+
+
 def sample_params(n: int, *, num_permutations: int, gap: int, channels: int,
                   gray_share: float = 0.3, channel_shift: int = 1, jitter: bool = True,
                   generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random choices for ``n`` puzzles: the permutation, where each tile sits inside its cell
-    (0..gap in each direction), a shift per colour channel and tile, and which images go
-    grayscale. With ``jitter`` off the tiles sit in the middle of their cells."""
+    """Random choices for ``n`` puzzles: the permutation, where each tile sits inside its cell,
+    a shift per colour channel and tile, and which images go grayscale.
+
+    Every channel stays inside its cell: with ``s = effective_shift(channel_shift, gap)`` the
+    tile's offset is drawn from s..gap-s in each direction and each channel's shift from -s..s,
+    so offset + shift always lies in 0..gap, the same for every cell. With ``jitter`` off the
+    tiles sit in the middle of their cells (offset gap // 2)."""
+    s = effective_shift(channel_shift, gap)
     perm = torch.randint(num_permutations, (n,), generator=generator)
     if jitter:
-        offset = torch.randint(gap + 1, (n, NUM_TILES, 2), generator=generator)
+        offset = torch.randint(gap - 2 * s + 1, (n, NUM_TILES, 2), generator=generator) + s
     else:
         offset = torch.full((n, NUM_TILES, 2), gap // 2)
-    shift = torch.randint(-channel_shift, channel_shift + 1, (n, NUM_TILES, channels, 2),
-                          generator=generator)
+    shift = torch.randint(-s, s + 1, (n, NUM_TILES, channels, 2), generator=generator)
     gray = torch.rand(n, generator=generator) < gray_share
     if channels == 1:  # nothing to guard: a single channel has no colour to shift or drop
         shift.zero_()
@@ -203,14 +232,20 @@ def grid_origin(height: int, width: int, *, tile_size: int, gap: int) -> tuple[i
 
 def tile_corners(params: dict[str, torch.Tensor], *, height: int, width: int, tile_size: int,
                  gap: int) -> torch.Tensor:
-    """Top-left pixel (row, col) of every tile and channel in grid order: (N, 9, C, 2)."""
+    """Top-left pixel (row, col) of every tile and channel in grid order: (N, 9, C, 2), the
+    cell's corner plus the tile's offset plus the channel's shift, never clipped: parameters
+    that put a channel outside its cell are a ValueError."""
     cell = tile_size + gap
     top, left = grid_origin(height, width, tile_size=tile_size, gap=gap)
     k = torch.arange(NUM_TILES)
     cells = torch.stack([top + (k // GRID) * cell, left + (k % GRID) * cell], -1)  # (9, 2)
-    corners = cells[None, :, None, :] + params["offset"][:, :, None, :] + params["shift"]
-    limit = torch.tensor([height - tile_size, width - tile_size])
-    return torch.minimum(corners.clamp_min(0), limit)  # a channel shift never leaves the image
+    inside = params["offset"][:, :, None, :] + params["shift"]  # (N, 9, C, 2), within the cell
+    if len(inside) and (int(inside.min()) < 0 or int(inside.max()) > gap):
+        raise ValueError(
+            f"tile offsets plus channel shifts must lie in 0..gap = 0..{gap}, so that every "
+            f"channel stays inside its cell; got {int(inside.min())}..{int(inside.max())}: draw "
+            "the parameters with sample_params for this gap")
+    return cells[None, :, None, :] + inside
 
 
 def cut_tiles(images: torch.Tensor, corners: torch.Tensor, tile_size: int) -> torch.Tensor:
@@ -222,11 +257,18 @@ def cut_tiles(images: torch.Tensor, corners: torch.Tensor, tile_size: int) -> to
     return cut_squares(images, corners, tile_size)
 
 
-def normalise_tiles(tiles: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
-    """Each tile (over its channels and pixels) to mean 0 and std 1: (..., C, t, t).
+TILE_NORMS = ("channel", "tile")
+"""How tiles are normalised: every channel of a tile on its own (the authors' released code),
+or all channels of a tile together."""
+
+
+def normalise_tiles(tiles: torch.Tensor, eps: float = 1e-2, *, per_channel: bool = True
+                    ) -> torch.Tensor:
+    """Every channel of every tile to mean 0 and std 1 (``per_channel=False``: every tile over
+    its channels and pixels together): (..., C, t, t).
 
     eps: a flat tile (sky) stays flat, not amplified noise."""
-    return normalise_each(tiles, dims=3, eps=eps)
+    return normalise_each(tiles, dims=2 if per_channel else 3, eps=eps)
 
 
 def shuffle(tiles: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
@@ -241,11 +283,13 @@ def unshuffle(tiles: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
 
 
 def apply(images: torch.Tensor, params: dict[str, torch.Tensor], *, permutations: torch.Tensor,
-          tile_size: int, gap: int, normalise: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+          tile_size: int, gap: int, normalise: bool = True, per_channel: bool = True
+          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic part: grayscale where asked, cut, normalise and shuffle the tiles.
 
     Returns ``inputs`` (N, 9, C, t, t) and ``targets`` = ``params["perm"]`` (N,); with
-    ``normalise=False`` the tiles keep their pixel values (for showing them).
+    ``normalise=False`` the tiles keep their pixel values (for showing them); ``per_channel``
+    as in :func:`normalise_tiles`.
     """
     check_images(images, min_size=GRID * (tile_size + gap))
     images = to_float(images)
@@ -258,7 +302,7 @@ def apply(images: torch.Tensor, params: dict[str, torch.Tensor], *, permutations
     # Shuffling the corners before cutting equals shuffling the tiles after (and is cheaper).
     corners = shuffle(corners, permutations[params["perm"]])
     tiles = cut_tiles(images, corners, tile_size)
-    return (normalise_tiles(tiles) if normalise else tiles), targets
+    return (normalise_tiles(tiles, per_channel=per_channel) if normalise else tiles), targets
 
 
 def check_images(images, *, min_size: int) -> None:
@@ -300,37 +344,41 @@ class ContextFreeNetwork(nn.Module):
 
 # --- whole images and tiles in the probe ----------------------------------------------------
 
-def normalise_images(images: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
-    """Each whole image to mean 0 and std 1, as every tile was in training."""
-    return normalise_tiles(images, eps)
+def normalise_images(images: torch.Tensor, eps: float = 1e-2, *, per_channel: bool = True
+                     ) -> torch.Tensor:
+    """Each whole image (each of its channels, with ``per_channel``) to mean 0 and std 1, as
+    every tile was in training."""
+    return normalise_tiles(images, eps, per_channel=per_channel)
 
 
-def grid_tiles(images: torch.Tensor, *, tile_size: int, gap: int, normalise: bool = True
-               ) -> torch.Tensor:
+def grid_tiles(images: torch.Tensor, *, tile_size: int, gap: int, normalise: bool = True,
+               per_channel: bool = True) -> torch.Tensor:
     """The nine tiles of each image in grid order, centred in their cells, no colour guards,
-    normalised unless asked not to: (N, 9, C, t, t)."""
+    normalised (``per_channel`` as in :func:`normalise_tiles`) unless asked not to:
+    (N, 9, C, t, t)."""
     n, c = images.shape[:2]
     params = {"offset": torch.full((n, NUM_TILES, 2), gap // 2),
               "shift": torch.zeros(n, NUM_TILES, c, 2, dtype=torch.long)}
     corners = tile_corners(params, height=images.shape[-2], width=images.shape[-1],
                            tile_size=tile_size, gap=gap)
     tiles = cut_tiles(images, corners, tile_size)
-    return normalise_tiles(tiles) if normalise else tiles
+    return normalise_tiles(tiles, per_channel=per_channel) if normalise else tiles
 
 
 @torch.no_grad()
 def tile_average_features(backbone: nn.Module, images: torch.Tensor, *, tile_size: int = 16,
-                          gap: int = 5, device="auto", batch_size: int = 256
-                          ) -> dict[str, torch.Tensor]:
+                          gap: int = 5, device="auto", batch_size: int = 256,
+                          per_channel: bool = True) -> dict[str, torch.Tensor]:
     """Probe features of whole images as the average over their nine tiles' features:
-    {"block1": (N, D1), ...}, each tile's map pooled like :func:`ssl_teach.probe.
-    extract_features` pools a whole image's."""
+    {"block1": (N, D1), ...}, each tile normalised as in training (``per_channel``) and its
+    map pooled like :func:`ssl_teach.probe.extract_features` pools a whole image's."""
     from ..probe import extract_features
 
     check_images(images, min_size=GRID * (tile_size + gap))
     out: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(images), batch_size):
-        tiles = grid_tiles(to_float(images[i:i + batch_size]), tile_size=tile_size, gap=gap)
+        tiles = grid_tiles(to_float(images[i:i + batch_size]), tile_size=tile_size, gap=gap,
+                           per_channel=per_channel)
         feats = extract_features(backbone, tiles.flatten(0, 1), device=device,
                                  batch_size=9 * batch_size)
         for block, f in feats.items():
@@ -339,22 +387,16 @@ def tile_average_features(backbone: nn.Module, images: torch.Tensor, *, tile_siz
 
 
 def probe_tile_average(backbone: nn.Module, dataset, *, tile_size: int = 16, gap: int = 5,
-                       device="auto", seed: int = 0):
+                       device="auto", seed: int = 0, per_channel: bool = True):
     """The probe protocol with features averaged over the nine tiles of every image
     (:func:`tile_average_features`): a :class:`ssl_teach.probe.ProbeResult`."""
-    from ..probe import ProbeResult, knn_accuracy, linear_probe
+    from ..probe import probe_features
 
-    kw = {"tile_size": tile_size, "gap": gap, "device": device}
+    kw = {"tile_size": tile_size, "gap": gap, "device": device, "per_channel": per_channel}
     train_f = tile_average_features(backbone, dataset.train_images, **kw)
     test_f = tile_average_features(backbone, dataset.test_images, **kw)
-    linear, knn, l2 = {}, {}, {}
-    for block in train_f:
-        res = linear_probe(train_f[block], dataset.train_labels, test_f[block],
-                           dataset.test_labels, num_classes=dataset.num_classes, seed=seed)
-        linear[block], l2[block] = res["accuracy"], res["l2"]
-        knn[block] = knn_accuracy(train_f[block], dataset.train_labels, test_f[block],
-                                  dataset.test_labels, num_classes=dataset.num_classes)
-    return ProbeResult(linear, knn, l2)
+    return probe_features(train_f, dataset.train_labels, test_f, dataset.test_labels,
+                          num_classes=dataset.num_classes, seed=seed)
 
 
 # --- the task -------------------------------------------------------------------------------
@@ -370,8 +412,10 @@ class JigsawTask:
     gap: int = 5  # cells are tile_size + gap wide: tiles are at least `gap` apart if not jittered
     jitter: bool = True  # random tile position inside its cell (else centred)
     gray_share: float = 0.3  # share of images made grayscale (chromatic-aberration guard)
-    channel_shift: int = 1  # max pixels each colour channel of a tile is shifted (same guard)
+    channel_shift: int = 1  # max pixels each colour channel of a tile is shifted (same guard;
+    # never more than gap // 2, so that every channel stays inside its cell)
     hidden: int = 512  # width of the classifier's hidden layer
+    tile_norm: str = "channel"  # "channel": each channel of a tile on its own; "tile": together
 
     name = "jigsaw"
     samples_per_image = 1  # one puzzle per image
@@ -385,6 +429,13 @@ class JigsawTask:
                              f"{self.tile_size}, {self.gap}, {self.channel_shift}")
         if not 0 <= self.gray_share <= 1:
             raise ValueError(f"gray_share must be in [0, 1], got {self.gray_share}")
+        if self.tile_norm not in TILE_NORMS:
+            raise ValueError(f"tile_norm must be one of {TILE_NORMS}, got {self.tile_norm!r}")
+
+    @property
+    def per_channel(self) -> bool:
+        """Whether every channel of a tile is normalised on its own."""
+        return self.tile_norm == "channel"
 
     @property
     def num_classes(self) -> int:
@@ -408,6 +459,12 @@ class JigsawTask:
         return permutation_set(self.num_permutations, criterion=self.criterion,
                                seed=self.permutation_seed)
 
+    def describe_permutations(self) -> str:
+        """One printable line on this task's permutation set and its Hamming distances."""
+        return describe_permutation_set(
+            self._perms(), name=f"greedy {self.criterion}-distance set (seed "
+                                f"{self.permutation_seed})")
+
     def options(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -419,7 +476,7 @@ class JigsawTask:
                                gray_share=self.gray_share, channel_shift=self.channel_shift,
                                jitter=self.jitter, generator=generator)
         return apply(images, params, permutations=self._perms(), tile_size=self.tile_size,
-                     gap=self.gap)
+                     gap=self.gap, per_channel=self.per_channel)
 
     def _perms(self) -> torch.Tensor:
         # Read from disk once per task object, not once per batch.
@@ -433,6 +490,7 @@ class JigsawTask:
 
     def probe_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """How the tile-trained backbone sees a whole image in the probe: the whole image at
-        once, normalised by its own mean and std as every tile was (see also
-        :func:`probe_tile_average`, which averages the features of the nine tiles)."""
-        return normalise_images(images)
+        once, normalised by its own mean and std (per channel, with ``tile_norm="channel"``)
+        as every tile was (see also :func:`probe_tile_average`, which averages the features
+        of the nine tiles)."""
+        return normalise_images(images, per_channel=self.per_channel)

@@ -8,8 +8,13 @@ sees the centre patch and one of its 8 neighbours and must say which neighbour i
 Paper details kept here:
 
 - a gap between the grid cells and a random jitter of every patch (the paper: 96 px patches,
-  a gap of half a patch, up to 7 px of jitter), so that lines running across a patch border
-  or matching textures at the edges cannot give the answer away;
+  a gap of 48 px, up to 7 px of jitter), so that lines running across a patch border or
+  matching textures at the edges cannot give the answer away. Two jitters can close the gap
+  by up to ``2 * jitter``, so ``gap > 2 * jitter`` is an invariant of the task (checked when
+  it is made): the two patches of a pair never touch or overlap, and the network cannot match
+  pixels across them. The defaults keep the paper's proportions on 64 px images: 16 px
+  patches, a 7 px gap (the paper: half a patch) and 1 px of jitter (the paper: 7/96 of a
+  patch), 62 px in all;
 - labels 0..7 run row-major over the 3x3 grid, skipping the centre (:data:`OFFSETS`);
 - a late-fusion siamese network: the same backbone looks at each patch alone, and only its
   pooled features are concatenated and classified (the patches never meet in a convolution);
@@ -18,7 +23,10 @@ Paper details kept here:
   so a patch tells its absolute position in the image from colour fringes alone. The two fixes
   of the paper are here, each switchable: *projection* removes the green-magenta colour axis
   from every pixel, *colour dropping* keeps one random channel per patch and replaces the
-  other two by faint noise. :func:`chromatic_aberration` adds the shortcut to clean images;
+  other two by faint noise. :func:`chromatic_aberration` adds the shortcut to clean images.
+  The authors' released training code always drops colours; the ``full`` profile does too
+  (``colour_drop=True``), the ``quick`` one leaves both off so that notebook 04 can switch
+  them on and off against a synthetic aberration;
 - every patch is normalised by its own mean and standard deviation (per-patch normalisation),
   so overall brightness differences between patches carry no position signal.
 
@@ -88,6 +96,13 @@ def check_geometry(*, patch: int, gap: int, jitter: int, min_patch: int = 1) -> 
                          f"once per block), got {patch}")
     if gap < 0 or jitter < 0:
         raise ValueError(f"gap and jitter must be >= 0, got gap={gap}, jitter={jitter}")
+    if gap <= 2 * jitter:
+        raise ValueError(
+            f"gap={gap} must be larger than 2 * jitter = {2 * jitter}: two patches jittered "
+            f"towards each other close the gap by up to 2 * jitter, and at gap <= 2 * jitter "
+            "they touch or overlap, so the network could match pixels across them. Use a "
+            f"larger gap (at least {2 * jitter + 1}) or a smaller jitter (at most "
+            f"{max(gap - 1, 0) // 2})")
 
 
 def check_images(images, *, min_size: int) -> None:
@@ -108,6 +123,7 @@ def sample_params(n: int, *, image_size: tuple[int, int] | int, patch: int, gap:
     """Random positions of ``n`` pairs: "label" (n,) in 0..7, "origin" (n, 2) the (row, column)
     shift of the whole grid within the slack of the image, "jitter" (n, 2, 2) the (row, column)
     jitter of the centre patch and of the neighbour, each in [-jitter, jitter]."""
+    check_geometry(patch=patch, gap=gap, jitter=jitter)
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     extent = grid_extent(patch=patch, gap=gap, jitter=jitter)
     if min(h, w) < extent:
@@ -281,8 +297,8 @@ class PatchGridTask:
     and how a whole image is shown to the patch-trained backbone."""
 
     patch: int = 16  # patch side in pixels (>= 16 for the 4-block backbone)
-    gap: int = 4  # pixels between neighbouring grid cells
-    jitter: int = 3  # each patch moves by up to this many pixels in each direction
+    gap: int = 7  # pixels between neighbouring grid cells (> 2 * jitter: patches never touch)
+    jitter: int = 1  # each patch moves by up to this many pixels in each direction
     normalise: bool = True  # per-patch mean and std normalisation
     colour_drop: bool = False  # keep one random channel per patch, noise in the others
     projection: bool = False  # remove the green-magenta axis from every pixel

@@ -11,7 +11,13 @@ Paper details kept here:
 - images are cropped to a square first, because a rotated non-square image changes shape and
   its borders give the label away;
 - all four rotations of every image go into the same batch (the paper found this better than
-  one random rotation per image).
+  one random rotation per image);
+- augmentation before the turns: the authors' released CIFAR-10 recipe pads every 32 px image
+  by 4 zero pixels, crops a random 32 px square out of it and flips it horizontally at random.
+  Here flips are on by default and the crop is the option ``crop_pad`` (0: no crop); the
+  ``full`` profile, whose 64 px images are CIFAR-10's upsampled twice, pads by 8 px (the same
+  shift of the content as 4 px at 32 px). A crop's zero border lands on a random side, and a
+  mirror image is still upright, so neither changes the label.
 
 Shapes: ``images`` (N, C, S, S), uint8 or float in [0, 1] -> ``inputs`` (4N, C, S, S),
 ``targets`` (4N,) in 0..3.
@@ -26,6 +32,7 @@ from torch import nn
 
 from ..data import to_float
 from ..models import Backbone, Classifier, LinearHead
+from .ops import cut_squares
 
 ANGLES = (0, 90, 180, 270)
 """Label k means the image was turned k quarter turns anticlockwise: 0°, 90°, 180°, 270°."""
@@ -79,20 +86,54 @@ def all_rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return inputs, targets
 
 
-def sample_params(n: int, *, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random augmentation drawn before the turns: a horizontal flip per image (a mirror image
-    is still upright, so this does not change the label)."""
-    return {"flip": torch.rand(n, generator=generator) < 0.5}
+def sample_params(n: int, *, generator: torch.Generator, crop_pad: int = 0
+                  ) -> dict[str, torch.Tensor]:
+    """Random augmentation drawn before the turns: "flip" (n,), a horizontal flip per image (a
+    mirror image is still upright, so this does not change the label), and with ``crop_pad``
+    > 0 "crop" (n, 2), the (row, column) corner of each random crop in the zero-padded image,
+    in 0..2 * crop_pad (crop_pad, crop_pad: the image itself). The flips are drawn first, so
+    they do not depend on ``crop_pad``."""
+    if not isinstance(crop_pad, int) or crop_pad < 0:
+        raise ValueError(f"crop_pad must be an int >= 0 (pixels of zero padding), "
+                         f"got {crop_pad!r}")
+    params = {"flip": torch.rand(n, generator=generator) < 0.5}
+    if crop_pad:
+        params["crop"] = torch.randint(0, 2 * crop_pad + 1, (n, 2), generator=generator)
+    return params
 
 
-def apply(images: torch.Tensor, params: dict[str, torch.Tensor]
+def pad_crop(images: torch.Tensor, corners: torch.Tensor, *, pad: int) -> torch.Tensor:
+    """Random crops as in the released recipe: pad every square image (N, C, S, S) by ``pad``
+    zero pixels on each side and cut the S x S square whose top-left pixel is ``corners[i]``
+    (row, column in 0..2 * pad) out of image i, all with one gather."""
+    _check_images(images)
+    corners = torch.as_tensor(corners)
+    if corners.shape != (images.shape[0], 2):
+        raise ValueError(f"crop corners must have shape ({images.shape[0]}, 2), "
+                         f"got {tuple(corners.shape)}")
+    if len(corners) and (int(corners.min()) < 0 or int(corners.max()) > 2 * pad):
+        raise ValueError(f"crop corners must lie in 0..2 * pad = 0..{2 * pad}, got "
+                         f"{int(corners.min())}..{int(corners.max())}")
+    padded = nn.functional.pad(images, (pad, pad, pad, pad))
+    return cut_squares(padded, corners.unsqueeze(1), images.shape[-1]).squeeze(1)
+
+
+def apply(images: torch.Tensor, params: dict[str, torch.Tensor], *, crop_pad: int = 0
           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic part: flip where asked, crop square, return all four rotations."""
+    """Deterministic part: crop square, then with ``crop_pad`` > 0 the random crop at
+    ``params["crop"]`` (see :func:`pad_crop`), flip where ``params["flip"]`` says, and return
+    all four rotations."""
     _check_images(images)
     flip = params["flip"].to(images.device)
     if flip.shape != images.shape[:1]:
         raise ValueError(f"params['flip'] must have shape ({images.shape[0]},), "
                          f"got {tuple(flip.shape)}")
+    images = center_square_crop(images)
+    if crop_pad:
+        if "crop" not in params:
+            raise ValueError("crop_pad > 0 needs params['crop']: draw the parameters with "
+                             "sample_params(..., crop_pad=crop_pad)")
+        images = pad_crop(images, params["crop"], pad=crop_pad)
     images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
     return all_rotations(images)
 
@@ -140,12 +181,19 @@ class RotationTask:
 
     flip: bool = True  # random horizontal flips before turning (augmentation)
     letterbox: float = 0.0  # shortcut study only: black band over this share of the bottom
+    crop_pad: int = 0  # random crops of the image zero-padded by this many pixels (0: none)
 
     name = "rotation"
     class_names = CLASS_NAMES
     num_classes = 4
     samples_per_image = 4  # every image gives four inputs per batch
     min_image_size = 16  # the default 4-block backbone halves the size 4 times
+
+    def __post_init__(self):
+        if not isinstance(self.crop_pad, int) or isinstance(self.crop_pad, bool) or (
+                self.crop_pad < 0):
+            raise ValueError(f"crop_pad must be an int >= 0 (pixels of zero padding around "
+                             f"each image before a random crop), got {self.crop_pad!r}")
 
     @property
     def chance(self) -> float:
@@ -157,12 +205,12 @@ class RotationTask:
     def make_batch(self, images: torch.Tensor, *, generator: torch.Generator
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         images = to_float(images)
-        params = sample_params(images.shape[0], generator=generator)
+        params = sample_params(images.shape[0], generator=generator, crop_pad=self.crop_pad)
         if not self.flip:
             params["flip"] = torch.zeros_like(params["flip"])
         if self.letterbox:
             images = letterbox(images, share=self.letterbox)
-        return apply(images, params)
+        return apply(images, params, crop_pad=self.crop_pad)
 
     def build_model(self, backbone: Backbone) -> nn.Module:
         return Classifier(backbone, LinearHead(backbone.out_channels, self.num_classes))
