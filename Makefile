@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test test-ui student clean
+.PHONY: lab test test-ui student profile-notebooks clean
 
 # Create the virtual environment on first use; reinstall when the dependencies change.
 $(STAMP): pyproject.toml
@@ -38,6 +38,11 @@ test-ui: $(STAMP)
 	@[ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || \
 		$(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
 	$(PY) -m pytest tests/ui/jupyterlab_checks.py -v --durations=0
+
+# Every notebook once, in order, with a fresh checkpoint cache (as `make test`): the seconds of
+# each per stage (data, pretext training, baselines, evaluation, probes, plots, widgets, rest).
+profile-notebooks: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m ssl_teach.notebook_profile notebooks/*.ipynb
 
 # Student copies of every notebook (solution cells replaced by stubs) in build/student/
 # (a folder of generated copies: --force replaces those made before).

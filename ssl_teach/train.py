@@ -17,8 +17,23 @@ parameters from its own seeded generator, so who makes a batch does not matter):
 - ``workers="auto"`` (the full profile): 0 on a CUDA GPU that holds the images (making
   batches there was measured faster on an H200, see the README), else up to 6 workers.
 
-On CUDA the loop trains in mixed precision (bfloat16, or float16 with a gradient scaler on
-GPUs without bfloat16).
+Precision (``TrainConfig.precision``, part of the checkpoint key as the type it resolved to):
+
+- ``"auto"`` (the default): on CUDA, mixed precision (bfloat16, or float16 with a gradient
+  scaler on GPUs without bfloat16); on a CPU that computes bfloat16 in hardware (AVX-512 BF16
+  or AMX, as torch reports it), bfloat16 autocast; float32 everywhere else;
+- ``"float32"``: float32 everywhere; ``"bfloat16"``: bfloat16 autocast even where the CPU only
+  emulates it (slow; for checks).
+
+Autocast runs convolutions and linear layers in bfloat16; the parameters, the optimiser and
+its momentum, the BatchNorm running statistics and the loss stay float32 (BatchNorm takes
+bfloat16 activations but accumulates its statistics in float32).
+
+Inference (:func:`predict`, and the probe's features) runs in ``eval()`` mode under
+``torch.inference_mode``, channels_last and cache-sized batches, in the precision the model was
+trained in, or what ``"auto"`` means on the inference device for a model trained in reduced
+precision (see :func:`inference_dtype`). Trained models are returned in channels_last memory
+format on the CPU, so a direct call ``model(images)`` takes the fast convolution path too.
 """
 
 from __future__ import annotations
@@ -59,6 +74,70 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""The values of ``precision`` (see the module docstring)."""
+
+
+def check_precision(precision) -> str:
+    """``precision`` itself if it is one of :data:`PRECISIONS`, else a ValueError."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether torch reports bfloat16 arithmetic in this CPU's hardware: AVX-512 BF16 or AMX
+    (x86). Without it torch emulates bfloat16, several times slower than float32."""
+    capabilities = getattr(torch.cpu, "get_capabilities", None)  # torch >= 2.9
+    if capabilities is not None:
+        caps = capabilities()
+        return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # older torch
+        check = getattr(torch.cpu, probe, None) or getattr(torch._C._cpu, probe, None)
+        if check is not None and check():
+            return True
+    return False
+
+
+def autocast_dtype(precision: str, device: str | torch.device) -> torch.dtype | None:
+    """The autocast type that ``precision`` means on ``device``; None means plain float32."""
+    check_precision(precision)
+    dev = torch.device(device)
+    if precision == "float32":
+        return None
+    if dev.type == "cuda":
+        if precision == "auto":
+            return mixed_precision_dtype(dev)
+        if not torch.cuda.is_bf16_supported():
+            raise ValueError("precision 'bfloat16' asked for, but this GPU has no bfloat16; "
+                             "use 'auto' (float16 mixed precision) or 'float32'")
+        return torch.bfloat16
+    if dev.type == "cpu":
+        if precision == "bfloat16" or cpu_has_native_bfloat16():
+            return torch.bfloat16
+        return None
+    if precision == "bfloat16":
+        raise ValueError(f"precision 'bfloat16' is not supported on {dev.type} here; "
+                         "use 'auto' or 'float32'")
+    return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The name of an autocast type: "float32" (for None), "bfloat16" or "float16"."""
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def inference_dtype(trained_precision: str, device: str | torch.device,
+                    precision: str | None = None) -> torch.dtype | None:
+    """The autocast type of forward passes on ``device`` of a model trained in
+    ``trained_precision`` (the resolved name in its configuration): ``precision`` when given;
+    else float32 for a float32 model (also where the user asked for float32), and what
+    "auto" means on ``device`` for a model trained in reduced precision."""
+    if precision is not None:
+        return autocast_dtype(precision, device)
+    return None if trained_precision == "float32" else autocast_dtype("auto", device)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides the trained weights (and so the checkpoint's cache key)."""
@@ -71,10 +150,12 @@ class TrainConfig:
     depth: int = 4  # backbone blocks
     convs_per_block: int = 1
     seed: int = 0
+    precision: str = "auto"  # "auto", "float32" or "bfloat16" (see the module docstring)
 
     def __post_init__(self):
         if self.budget_samples < 1 or self.batch_size < 1:
             raise ValueError("budget_samples and batch_size must be positive")
+        check_precision(self.precision)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +196,11 @@ class SupervisedTask:
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
         return images, labels
 
+    def make_eval_batch(self, images, *, generator, labels):
+        """The evaluation batch: the images as they are, no random flips (``generator`` is
+        not used), so that the test accuracy is that of the test images themselves."""
+        return to_float(images), labels
+
     def build_model(self, backbone: Backbone) -> nn.Module:
         return Classifier(backbone, LinearHead(backbone.out_channels, self.num_classes))
 
@@ -127,7 +213,7 @@ class Trained:
     """A trained (or freshly initialised) task model with what it took to make it."""
 
     task: object
-    model: nn.Module  # backbone + head, on the CPU, in eval() mode
+    model: nn.Module  # backbone + head, on the CPU (channels_last), in eval() mode
     history: dict  # lists per step: "step", "samples", "loss", "accuracy", "lr"
     config: dict  # the full configuration (the cache key is its hash)
     seconds: dict  # "batch" (making pretext batches), "step" (forward/backward/update), "total"
@@ -237,16 +323,34 @@ def evaluation_data(task, dataset: Dataset):
     return dataset.test_images, None
 
 
-def full_config(task, dataset: Dataset, config: TrainConfig) -> dict:
-    """The configuration that identifies a trained model: task, options, data, training."""
+def full_config(task, dataset: Dataset, config: TrainConfig, *,
+                device: str | torch.device = "auto") -> dict:
+    """The configuration that identifies a trained model: task, options, data, training.
+
+    Its ``precision`` is the type ``config.precision`` resolves to on ``device`` ("float32",
+    "bfloat16" or "float16"), so "auto" on a CPU with and one without native bfloat16 are
+    different models, and an explicit choice matching what "auto" chose is the same one."""
+    train = dataclasses.asdict(config)
+    train["precision"] = precision_name(autocast_dtype(config.precision, select_device(device)))
     return {"format": CHECKPOINT_FORMAT, "task": task.name, "options": task.options(),
-            "data": dataset.spec, "train": dataclasses.asdict(config)}
+            "data": dataset.spec, "train": train}
 
 
-def checkpoint_path(task, dataset: Dataset, config: TrainConfig):
-    """Where the checkpoint of this task, data and configuration is cached."""
-    key = config_key(full_config(task, dataset, config))
+def checkpoint_path(task, dataset: Dataset, config: TrainConfig, *,
+                    device: str | torch.device = "auto"):
+    """Where the checkpoint of this task, data and configuration (trained on ``device``) is
+    cached."""
+    key = config_key(full_config(task, dataset, config, device=device))
     return cache_dir() / "checkpoints" / f"{task.name}-{key}.pt"
+
+
+def _on_cpu(model: nn.Module, precision: str) -> nn.Module:
+    """``model`` on the CPU in eval() mode and channels_last (the fast convolutions there,
+    also for a direct call), its backbone tagged with the precision it was trained in (what
+    :func:`inference_dtype` reads, also in the probe)."""
+    model = model.to("cpu", memory_format=torch.channels_last).eval()
+    model.backbone.trained_precision = precision
+    return model
 
 
 def _new_model(task, dataset: Dataset, config: TrainConfig) -> nn.Module:
@@ -364,19 +468,20 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
     initialisation, batch order, pretext parameters and dropout all come from ``config.seed``.
     ``workers`` > 0 makes the batches in that many DataLoader worker processes (the same
     batches: the number of workers is not part of the configuration); "auto" chooses (see
-    :func:`resolve_workers`).
+    :func:`resolve_workers`). ``config.precision`` chooses the arithmetic (see the module
+    docstring); the type it resolves to on ``device`` is part of the checkpoint key.
     """
     if workers != "auto":
         resolve_workers(workers, torch.empty(0), torch.device("cpu"))  # bad values fail early
-    cfg = full_config(task, dataset, config)
-    path = checkpoint_path(task, dataset, config)
+    dev = select_device(device)
+    cfg = full_config(task, dataset, config, device=dev)
+    path = checkpoint_path(task, dataset, config, device=dev)
     if cache and path.exists():
         try:
             return _load(task, dataset, config, cfg, path)
         except CorruptCacheFile as err:
             warnings.warn(f"{err}; training again", stacklevel=2)
 
-    dev = select_device(device)
     images, labels = training_data(task, dataset)
     workers = resolve_workers(workers, images, dev)
     if not workers:  # batches made here: on a GPU, gather them there
@@ -386,7 +491,7 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
     steps = math.ceil(config.budget_samples / (n_images * per_image))
     # channels_last: faster convolutions on the CPU, and on CUDA tensor cores in mixed precision
     channels_last = dev.type in ("cpu", "cuda")
-    amp = mixed_precision_dtype(dev)
+    amp = autocast_dtype(config.precision, dev)
     scaler = _grad_scaler() if amp == torch.float16 else None
     model = _new_model(task, dataset, config).to(dev)
     if channels_last:
@@ -446,11 +551,12 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
                                 acc=f"{history['accuracy'][-1]:.2f}")
     seconds = clock.seconds()
     seconds["total"] = time.perf_counter() - start
-    model = model.to("cpu", memory_format=torch.contiguous_format).eval()
+    model = _on_cpu(model, cfg["train"]["precision"])
     trained = Trained(task, model, history, cfg, seconds)
     if cache:
         atomic_save({"format": CHECKPOINT_FORMAT, "config": json.dumps(cfg, sort_keys=True),
-                     "state": model.state_dict(), "history": history, "seconds": seconds}, path)
+                     "state": model.state_dict(), "history": history, "seconds": seconds}, path,
+                    best_effort=True)  # a cache we cannot write must not lose the trained model
     return trained
 
 
@@ -462,48 +568,89 @@ def _load(task, dataset, config, cfg, path) -> Trained:
             raise ValueError("its configuration does not match")
         model = _new_model(task, dataset, config)
         model.load_state_dict(ckpt["state"])
-        return Trained(task, model.eval(), ckpt["history"], cfg, ckpt["seconds"],
-                       from_cache=True)
+        return Trained(task, _on_cpu(model, cfg["train"]["precision"]), ckpt["history"], cfg,
+                       ckpt["seconds"], from_cache=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CorruptCacheFile(f"checkpoint {path} does not fit this model ({err})") from err
 
 
 def untrained(task, dataset: Dataset, config: TrainConfig = TrainConfig()) -> Trained:
     """The model exactly as training would start: the random-init baseline."""
-    model = _new_model(task, dataset, config).eval()
+    cfg = {**full_config(task, dataset, config), "untrained": True}
+    model = _on_cpu(_new_model(task, dataset, config), cfg["train"]["precision"])
     return Trained(task, model, {k: [] for k in ("step", "samples", "loss", "accuracy", "lr")},
-                   {**full_config(task, dataset, config), "untrained": True}, {"total": 0.0})
+                   cfg, {"total": 0.0})
 
 
-@torch.no_grad()
+INFERENCE_PIXELS = {"cpu": 2**19, "gpu": 2**23}
+"""Source-image pixels per inference batch: on the CPU about 128 images of 64x64, whose
+activations stay in the caches (batches of 256 or 512 measured slower per image there); on a
+GPU many more, to fill it."""
+
+
+def inference_batch(images: torch.Tensor, device: str | torch.device,
+                    samples_per_image: int = 1) -> int:
+    """Images per inference batch on ``device``: :data:`INFERENCE_PIXELS` over the pixels of
+    one image and the network inputs it makes (at least 1)."""
+    budget = INFERENCE_PIXELS["cpu" if torch.device(device).type == "cpu" else "gpu"]
+    pixels = images.shape[-1] * images.shape[-2] if images.ndim >= 2 else 1
+    return max(1, budget // (pixels * samples_per_image))
+
+
 def predict(trained: Trained, images: torch.Tensor, labels: torch.Tensor | None = None, *,
-            seed: int = 12345, batch_size: int = 256, device: str | torch.device = "auto",
-            keep_inputs: bool = False):
+            seed: int = 12345, batch_size: int | None = None,
+            device: str | torch.device = "auto", keep_inputs: bool = False,
+            precision: str | None = None):
     """Pretext predictions on ``images`` (usually held-out ones): (logits, targets, inputs).
 
     The pretext parameters are drawn from a generator seeded with ``seed``, so the same images
-    give the same test every time. ``labels`` go to ``make_batch`` for tasks that train on
-    labelled data (see :func:`training_data`). ``inputs`` is None unless ``keep_inputs``.
+    give the same test every time. A task whose training batches are augmented at random (the
+    supervised baseline's flips) defines ``make_eval_batch`` for evaluation, which is used
+    instead of ``make_batch``. ``labels`` go to the task for tasks that train on labelled data
+    (see :func:`training_data`). ``inputs`` is None unless ``keep_inputs``.
+
+    Forward passes only: ``eval()``, ``torch.inference_mode``, channels_last, ``batch_size``
+    network inputs at a time (default: :func:`inference_batch`), in the model's own precision
+    unless ``precision`` is given (see :func:`inference_dtype`). The logits are float32.
     """
     dev = select_device(device)
-    model = trained.model.to(dev).eval()
+    task = trained.task
+    make = getattr(task, "make_eval_batch", task.make_batch)
+    amp = inference_dtype(_trained_precision(trained.model), dev, precision)
+    channels_last = dev.type in ("cpu", "cuda")
+    fmt = {"memory_format": torch.channels_last} if channels_last else {}
+    model = trained.model.to(dev, **fmt).eval()
     g = torch.Generator().manual_seed(seed)
     all_logits, all_targets, all_inputs = [], [], []
-    per_image = max(1, batch_size // trained.task.samples_per_image)
-    for i in range(0, len(images), per_image):
-        batch = images[i:i + per_image].to(dev)
-        if labels is None:
-            inputs, targets = trained.task.make_batch(batch, generator=g)
-        else:
-            inputs, targets = trained.task.make_batch(batch, generator=g,
-                                                      labels=labels[i:i + per_image].to(dev))
-        all_logits.append(model(inputs).float().cpu())
-        all_targets.append(targets.cpu())
-        if keep_inputs:
-            all_inputs.append(inputs.cpu())
-    model.to("cpu")
+    per_image = (inference_batch(images, dev, task.samples_per_image) if batch_size is None
+                 else max(1, batch_size // task.samples_per_image))
+    try:
+        with torch.inference_mode(), (torch.autocast(dev.type, dtype=amp) if amp
+                                      else contextlib.nullcontext()):
+            for i in range(0, len(images), per_image):
+                batch = images[i:i + per_image].to(dev)
+                if labels is None:
+                    inputs, targets = make(batch, generator=g)
+                else:
+                    inputs, targets = make(batch, generator=g,
+                                           labels=labels[i:i + per_image].to(dev))
+                x = inputs
+                if channels_last and x.ndim == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                all_logits.append(model(x).float().cpu())
+                all_targets.append(targets.cpu())
+                if keep_inputs:
+                    all_inputs.append(inputs.cpu())
+    finally:
+        trained.model.to("cpu", **fmt)
+    # concatenated outside inference mode: ordinary tensors the caller may change in place
     return (torch.cat(all_logits), torch.cat(all_targets),
             torch.cat(all_inputs) if keep_inputs else None)
+
+
+def _trained_precision(model: nn.Module) -> str:
+    """The precision ``model`` was trained in (its backbone's tag; float32 if untagged)."""
+    return getattr(getattr(model, "backbone", None), "trained_precision", "float32")
 
 
 def pretext_accuracy(trained: Trained, dataset: Dataset, *, limit: int | None = None,

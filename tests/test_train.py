@@ -143,6 +143,35 @@ def test_supervised_baseline_learns_and_random_init_is_untouched(tiny_scenes):
     assert r.history["loss"] == [] and not r.model.training
 
 
+def test_supervised_evaluation_sees_the_test_images_as_they_are(tiny_scenes):
+    """predict (behind the supervised test accuracy) never flips test images at random: the
+    inputs are the images themselves, the logits the model's on them, whatever the seed."""
+    from ssl_teach.data import to_float
+
+    t = train(SupervisedTask(num_classes=10), tiny_scenes, TINY, progress=False, cache=False)
+    images, labels = tiny_scenes.test_images, tiny_scenes.test_labels
+    a, targets, inputs = predict(t, images, labels, seed=1, keep_inputs=True)
+    b, _, _ = predict(t, images, labels, seed=2)
+    assert torch.equal(inputs, to_float(images)) and torch.equal(targets, labels)
+    assert torch.equal(a, b)
+    exact, _, _ = predict(t, images, labels, precision="float32")
+    with torch.no_grad():
+        direct = t.model(to_float(images))
+    assert torch.allclose(exact, direct, atol=1e-4)
+    assert pretext_accuracy(t, tiny_scenes, seed=1) == pretext_accuracy(t, tiny_scenes, seed=2)
+
+
+def test_trained_and_loaded_models_are_channels_last_and_tagged(tiny_scenes):
+    task = get_task("rotation")
+    a = train(task, tiny_scenes, TINY, progress=False)
+    b = train(task, tiny_scenes, TINY, progress=False)  # from the cache
+    assert b.from_cache
+    for t in (a, b, untrained(task, tiny_scenes, TINY)):
+        weight = t.model.backbone.blocks[0][0].weight
+        assert weight.is_contiguous(memory_format=torch.channels_last) and not t.model.training
+        assert t.backbone.trained_precision == t.config["train"]["precision"]
+
+
 def test_pretext_accuracy_is_a_share(tiny_scenes):
     t = train(get_task("rotation"), tiny_scenes, TINY, progress=False)
     acc = pretext_accuracy(t, tiny_scenes, limit=20)
