@@ -1,10 +1,20 @@
-"""All pretext tasks side by side: same backbone, same budget, same probe, same baselines.
+"""All pretext tasks side by side: same backbone, same budget, same probe, same fine-tuning.
 
-:func:`compare` trains every task (or loads it from the checkpoint cache), probes every block
-of every method, and measures **label efficiency**: the best-block linear probe fitted on only
-1, 4, 16, 64 or all labels per class, over several seeds of the labelled subset — next to the
-baseline a learner asks about, the same backbone trained supervised from scratch on only those
-labels. ``python -m ssl_teach compare`` and ``05_comparing_pretext_tasks`` both call it.
+:func:`compare` trains every task (or loads it from the checkpoint cache) and the two
+baselines, probes every block of every method, and asks the question the course is about:
+**does pretraining pay off when labels are few?** With 4, 16, 64, 256 and all labels per
+class, over several seeds of the labelled subset (mean ± std), it measures for every method
+
+- the **linear probe** of frozen features (block and L2 chosen on a validation part of each
+  labelled subset, :func:`ssl_teach.probe.select_probe`), and
+- **fine-tuning** (:func:`ssl_teach.finetune.finetune`): the whole backbone trained with a
+  fresh linear head by one recipe, the same step budget for every initialisation. From the
+  random initialisation ("random") this *is* training from scratch; from the supervised
+  baseline it is the reference that saw every label during pretraining.
+
+Per method it then states the label count up to which fine-tuning from it beats fine-tuning
+from scratch by more than the spread (:func:`pretraining_helps`). Nothing is chosen on the test
+split. ``python -m ssl_teach compare`` and ``05_comparing_pretext_tasks`` both call it.
 """
 
 from __future__ import annotations
@@ -16,76 +26,60 @@ import torch
 
 from .data import Dataset
 from .experiment import baselines, pretrain, probe_cached, setup
-from .pretext import TASKS, get_task
-from .probe import L2_GRID, accuracy, extract_features, fit_logistic, split_validation, standardise
-from .train import SupervisedTask, pretext_accuracy, predict, train
+from .finetune import (
+    SCRATCH, FinetuneConfig, finetune_label_efficiency, pretraining_helps, recipe, summary,
+)
+from .pretext import TASKS
+from .probe import extract_features, labelled_subset, select_probe
+from .train import pretext_accuracy
 
-LABELS_PER_CLASS = (1, 4, 16, 64, "all")
-"""Labelled images per class in the label-efficiency table ("all": the whole train split)."""
+__all__ = ["EVAL_IMAGES", "LABELS_PER_CLASS", "SCRATCH", "check_sizes", "compare",
+           "format_compare", "label_efficiency", "labelled_subset", "pretraining_helps",
+           "subset_probe"]
 
-SCRATCH_MAX_EPOCHS = 50
-"""Supervised training on a few labels stops after this many passes over them (or at the
-profile's budget, whichever comes first): more passes over ten images only memorise them."""
-
-SCRATCH_ONE_SUBSET_FROM = 64
-"""From this many labels per class on, training from scratch uses one labelled subset instead of
-one per seed: each such run costs as much as a pretext task, and runs on hundreds of labelled
-images differ little between subsets (three subsets of 64 per class: 90.4 ± 1.8%)."""
+LABELS_PER_CLASS = (4, 16, 64, 256, "all")
+"""Labelled images per class in the label-efficiency tables ("all": the whole train split)."""
 
 EVAL_IMAGES = 1000
 """Held-out images (or Exemplar-CNN seeds) behind each pretext accuracy in the comparison."""
 
 
-def labelled_subset(labels: torch.Tensor, per_class, *, seed: int,
-                    num_classes: int | None = None) -> torch.Tensor:
-    """Indices of a class-balanced random subset with ``per_class`` images of every class
-    ("all": every index). Different seeds give different subsets."""
-    if per_class == "all":
-        return torch.arange(len(labels))
-    num_classes = num_classes or int(labels.max()) + 1
-    g = torch.Generator().manual_seed(10_007 * seed + int(per_class))
-    picks = []
-    for c in range(num_classes):
-        idx = (labels == c).nonzero().flatten()
-        if len(idx) < per_class:
-            raise ValueError(f"class {c} has only {len(idx)} labelled images; "
-                             f"cannot take {per_class} per class")
-        picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
-    return torch.cat(picks).sort().values
+def check_sizes(sizes) -> list:
+    """Label counts per class as given (positive ints or "all", in increasing order), or a
+    ValueError that says what is wrong."""
+    out = []
+    for s in sizes:
+        if isinstance(s, str) and s != "all":
+            try:
+                s = int(s)
+            except ValueError:
+                raise ValueError(f"labels per class must be positive integers or 'all', got "
+                                 f"{s!r}") from None
+        if s != "all" and (isinstance(s, bool) or not isinstance(s, int) or s < 1):
+            raise ValueError(f"labels per class must be positive integers or 'all', got {s!r}")
+        out.append(s)
+    numeric = [s for s in out if s != "all"]
+    if not out or numeric != sorted(set(numeric)) or ("all" in out and out[-1] != "all"):
+        raise ValueError(f"give label counts per class in increasing order, 'all' last, without "
+                         f"repeats (e.g. 4,16,64,256,all), got {list(sizes)}")
+    return out
 
 
-def subset_probe(train_x, train_y, test_x, test_y, *, num_classes: int, seed: int = 0) -> float:
-    """Linear probe on a (small) labelled subset: L2 chosen on a validation part of the subset
-    when it has at least 4 images per class, else the strongest L2 of the grid (with fewer
-    labels there is nothing to validate on, and strong regularisation is the safe choice)."""
-    per_class = len(train_y) / num_classes
-    if per_class >= 4:
-        tr, va = split_validation(len(train_x), seed=seed)
-        a, b = standardise(train_x[tr], train_x[va])
-        val, lin = {}, None
-        for l2 in sorted(L2_GRID, reverse=True):  # strongest first, each fit warm-starts the next
-            lin = fit_logistic(a, train_y[tr], num_classes=num_classes, l2=l2, init=lin)
-            val[l2] = accuracy(lin, b, train_y[va])
-        l2 = max(L2_GRID, key=lambda l2: (val[l2], l2))  # ties go to the stronger L2
-    else:
-        l2 = max(L2_GRID)
-    xs_train, xs_test = standardise(train_x, test_x)
-    lin = fit_logistic(xs_train, train_y, num_classes=num_classes, l2=l2)
-    return accuracy(lin, xs_test, test_y)
+def subset_probe(train_f: dict, train_y, test_f: dict, test_y, *, num_classes: int,
+                 seed: int = 0) -> dict:
+    """Linear probe on a (small) labelled subset, block and L2 chosen on a validation part of
+    the subset (:func:`ssl_teach.probe.select_probe`): {"accuracy", "block", "l2", "val"}."""
+    return select_probe(train_f, train_y, test_f, test_y, num_classes=num_classes, seed=seed)
 
 
-def _summary(runs: list[float]) -> dict:
-    t = torch.tensor(runs)
-    return {"mean": t.mean().item(), "std": t.std().item() if len(runs) > 1 else 0.0,
-            "runs": runs}
+def label_efficiency(trained, dataset: Dataset, *, sizes=LABELS_PER_CLASS, seeds=(0, 1, 2),
+                     device="auto", all_labels=None) -> dict:
+    """Linear probe accuracy with few labels: {size: {"mean", "std", "runs", "blocks",
+    "l2"}}, one labelled subset per seed, block and L2 chosen within each subset.
 
-
-def label_efficiency(trained, dataset: Dataset, block: str, *, sizes=LABELS_PER_CLASS,
-                     seeds=(0, 1, 2), device="auto", all_labels: float | None = None) -> dict:
-    """Best-block linear probe accuracy with few labels: {size: {"mean", "std", "runs"}}.
-
-    ``all_labels``: the probe's accuracy on this block with every label, when already known
-    (it is the "all" entry: the same protocol on the whole train split)."""
+    ``all_labels``: the method's :class:`~ssl_teach.probe.ProbeResult` on the whole train split,
+    when already known: its best block (chosen on validation) is the "all" entry, one run (with
+    every label there is one subset, and the probe is deterministic)."""
     prepare = trained.task.probe_inputs
     subsets = {}  # (size, seed) -> indices into the train split
     for size in sizes:
@@ -94,79 +88,62 @@ def label_efficiency(trained, dataset: Dataset, block: str, *, sizes=LABELS_PER_
         for seed in (seeds if size != "all" else seeds[:1]):
             subsets[size, seed] = labelled_subset(dataset.train_labels, size, seed=seed,
                                                   num_classes=dataset.num_classes)
-    # features of the labelled images that some subset uses, not of the whole train split
-    used = torch.cat(list(subsets.values())).unique() if subsets else torch.zeros(0).long()
-    position = torch.full((len(dataset.train_labels),), -1, dtype=torch.long)
-    position[used] = torch.arange(len(used))
-    train_f = extract_features(trained.backbone, dataset.train_images[used], prepare=prepare,
-                               device=device)[block] if len(used) else None
-    test_f = extract_features(trained.backbone, dataset.test_images, prepare=prepare,
-                              device=device)[block] if subsets else None
+    train_f = test_f = None
+    position = None
+    if subsets:  # features of the labelled images that some subset uses, not of all of them
+        used = torch.cat(list(subsets.values())).unique()
+        position = torch.full((len(dataset.train_labels),), -1, dtype=torch.long)
+        position[used] = torch.arange(len(used))
+        train_f = extract_features(trained.backbone, dataset.train_images[used],
+                                   prepare=prepare, device=device)
+        test_f = extract_features(trained.backbone, dataset.test_images, prepare=prepare,
+                                  device=device)
     out = {}
     for size in sizes:
         if size == "all" and all_labels is not None:
-            out["all"] = _summary([all_labels])
+            best = all_labels.best_block
+            out["all"] = {**summary([all_labels.linear[best]]), "blocks": [best],
+                          "l2": [all_labels.l2[best]]}
             continue
-        runs = [subset_probe(train_f[position[idx]], dataset.train_labels[idx], test_f,
-                             dataset.test_labels, num_classes=dataset.num_classes, seed=seed)
+        runs = [subset_probe({b: f[position[idx]] for b, f in train_f.items()},
+                             dataset.train_labels[idx], test_f, dataset.test_labels,
+                             num_classes=dataset.num_classes, seed=seed)
                 for (s, seed), idx in subsets.items() if s == size]
-        out[str(size)] = _summary(runs)
-    return out
-
-
-def with_train_subset(dataset: Dataset, idx: torch.Tensor, *, per_class, seed: int) -> Dataset:
-    """The dataset with its labelled train split cut to ``idx`` (the spec says so, so the
-    checkpoint cache keeps the runs apart)."""
-    return dataclasses.replace(
-        dataset, train_images=dataset.train_images[idx], train_labels=dataset.train_labels[idx],
-        spec={**dataset.spec, "train_subset": {"per_class": per_class, "seed": seed}})
-
-
-def scratch_supervised(dataset: Dataset, profile, *, sizes=LABELS_PER_CLASS, seeds=(0, 1, 2),
-                       device="auto", progress: bool = False, train_seed: int = 0,
-                       one_subset_from=SCRATCH_ONE_SUBSET_FROM) -> dict:
-    """Test accuracy of the backbone trained supervised from scratch on only ``size`` labels
-    per class (its own classifier head): {size: {"mean", "std", "runs"}}, over one labelled
-    subset per seed — one subset only from ``one_subset_from`` labels per class on."""
-    out = {}
-    sup = SupervisedTask(num_classes=dataset.num_classes)
-    for size in sizes:
-        runs = []
-        many = size == "all" or (one_subset_from is not None and size >= one_subset_from)
-        for seed in (seeds[:1] if many else seeds):
-            idx = labelled_subset(dataset.train_labels, size, seed=seed,
-                                  num_classes=dataset.num_classes)
-            subset = with_train_subset(dataset, idx, per_class=size, seed=seed)
-            config = profile.train_config(None, seed=train_seed)
-            budget = min(config.budget_samples, SCRATCH_MAX_EPOCHS * len(idx))
-            config = dataclasses.replace(config, budget_samples=max(budget, config.batch_size))
-            model = train(sup, subset, config, device=device, progress=progress,
-                          desc=f"supervised from scratch, {size} labels/class, seed {seed}")
-            logits, targets, _ = predict(model, dataset.test_images, dataset.test_labels,
-                                         device=device)
-            runs.append((logits.argmax(1) == targets).float().mean().item())
-        out[str(size)] = _summary(runs)
+        out[str(size)] = {**summary([r["accuracy"] for r in runs]),
+                          "blocks": [r["block"] for r in runs], "l2": [r["l2"] for r in runs]}
     return out
 
 
 def compare(tasks=tuple(TASKS), *, profile="quick", dataset="scenes", seeds=(0, 1, 2),
             sizes=LABELS_PER_CLASS, device="auto", progress: bool = True, train_seed: int = 0,
-            data_dir=None, download: bool = False, workers: int | None = None) -> dict:
+            data_dir=None, download: bool = False, workers: int | None = None,
+            finetune: FinetuneConfig | None = None, finetune_sizes=None) -> dict:
     """Train (or load) every task and both baselines; probe them all the same way; measure
-    label efficiency over ``seeds`` of the labelled subsets. Returns a JSON-able dict."""
+    probe and fine-tuning accuracy with few labels over ``seeds`` of the labelled subsets.
+    ``finetune``: the recipe (default: the profile's, :func:`ssl_teach.finetune.recipe`);
+    ``finetune_sizes``: the label counts fine-tuned (default: ``sizes``; () skips fine-tuning,
+    whose runs cost as much as a pretext task each, e.g. where a notebook must stay short).
+    Returns a JSON-able dict (see :func:`format_compare`)."""
     if len(seeds) < 1:
         raise ValueError("give at least one seed for the labelled subsets")
     for t in tasks:
         if t not in TASKS:
             raise ValueError(f"unknown pretext task {t!r}; choose from: {', '.join(TASKS)}")
+    sizes = check_sizes(sizes)
+    finetune_sizes = sizes if finetune_sizes is None else check_sizes(finetune_sizes) \
+        if finetune_sizes else []
     seconds = {}
     t0 = time.perf_counter()
-    prof, data = setup(profile, dataset, seed=0, data_dir=data_dir, download=download)
+    # the pre-flight check: what would fail after training fails here
+    prof, data = setup(profile, dataset, seed=0, data_dir=data_dir, download=download,
+                       device=device, tasks=[*tasks, None], label_sizes=sizes,
+                       needs_labels=True, train_seeds=[train_seed, *seeds])
+    config = finetune or recipe(prof)
     seconds["data"] = time.perf_counter() - t0
     methods, info = {}, {}
     for name in tasks:
         t0 = time.perf_counter()
-        task = get_task(name)
+        task = prof.task(name)  # with the profile's options (the full profile's: the papers')
         model = pretrain(task, data, prof, seed=train_seed, device=device, progress=progress,
                          workers=workers)
         methods[name] = model
@@ -181,14 +158,16 @@ def compare(tasks=tuple(TASKS), *, profile="quick", dataset="scenes", seeds=(0, 
     seconds["train_baselines"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    probes = {}
     for name, model in methods.items():
-        r = probe_cached(model, data, device=device)
+        r = probes[name] = probe_cached(model, data, device=device)
         samples = model.history["samples"][-1] if model.history["samples"] else 0
         images = len(model.task.training_data(data)[0]) if hasattr(
             model.task, "training_data") else len(data.unlabeled)
         per_epoch = images * model.task.samples_per_image
         info[name].update({
-            "linear": r.linear, "knn": r.knn, "best_block": r.best_block,
+            "linear": r.linear, "knn": r.knn, "val": r.val, "l2": r.l2,
+            "best_block": r.best_block,
             "cost": {"train_seconds": model.seconds.get("total", 0.0), "samples_seen": samples,
                      "epochs": samples / per_epoch if samples else 0.0,
                      "seconds_per_epoch": (model.seconds.get("total", 0.0) * per_epoch / samples
@@ -198,60 +177,92 @@ def compare(tasks=tuple(TASKS), *, profile="quick", dataset="scenes", seeds=(0, 
 
     t0 = time.perf_counter()
     for name, model in methods.items():
-        best = info[name]["best_block"]  # with every label: the probe table's own number
         info[name]["label_efficiency"] = label_efficiency(
-            model, data, best, sizes=sizes, seeds=seeds, device=device,
-            all_labels=info[name]["linear"][best])
+            model, data, sizes=sizes, seeds=seeds, device=device, all_labels=probes[name])
     seconds["label_efficiency"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
-    scratch = scratch_supervised(data, prof, sizes=[s for s in sizes if s != "all"],
-                                 seeds=seeds, device=device, progress=progress,
-                                 train_seed=train_seed)
-    if "all" in [str(s) for s in sizes]:  # all labels: the supervised baseline itself
-        scratch["all"] = _summary([pretext_accuracy(methods["supervised"], data, device=device)])
-    seconds["scratch_supervised"] = time.perf_counter() - t0
+    for name, model in methods.items():
+        ft = finetune_label_efficiency(model, data, sizes=finetune_sizes, seeds=seeds,
+                                       config=config,
+                                       device=device, progress=progress,
+                                       name="from scratch" if name == SCRATCH else name)
+        info[name]["finetune"] = ft
+    seconds["finetune"] = time.perf_counter() - t0
+    helps = pretraining_helps({n: m["finetune"] for n, m in info.items()}, finetune_sizes)
     return {"profile": prof.name, "dataset": dataset, "tasks": list(tasks),
             "seeds": list(seeds), "train_seed": train_seed,
-            "sizes": [str(s) for s in sizes], "methods": info,
-            "scratch_supervised": scratch, "seconds": seconds}
+            "sizes": [str(s) for s in sizes], "finetune_sizes": [str(s) for s in finetune_sizes],
+            "labels_per_class_all": len(data.train_labels) // data.num_classes,
+            "finetune_recipe": dataclasses.asdict(config), "methods": info,
+            "pretraining_helps": helps,
+            # from scratch = fine-tuned from the random initialisation (the plots' name)
+            "scratch_supervised": info[SCRATCH]["finetune"], "seconds": seconds}
+
+
+def _cell(v) -> str:
+    if not v:
+        return f"{'-':>14}"
+    if len(v["runs"]) == 1:  # one run: no spread to show
+        return f"{100 * v['mean']:>7.1f}% 1 run"
+    return f"{100 * v['mean']:>7.1f}±{100 * v['std']:<4.1f}%"
+
+
+def describe_helps(name: str, h: dict, *, all_count: int | None = None) -> str:
+    """One line: up to which label count fine-tuning from ``name`` beats from scratch."""
+    gains = ", ".join(f"{'+' if h['gain'][s] >= 0 else ''}{100 * h['gain'][s]:.1f}"
+                      f"±{100 * h['spread'][s]:.1f}" for s in h["gain"])
+    sizes = ", ".join(h["gain"])
+    if h["up_to"] is None:
+        verdict = "does not beat from scratch by more than the spread at any label count"
+    elif h["up_to"] == "all":
+        n = f" ({all_count} per class)" if all_count else ""
+        verdict = f"helps at every label count, up to all labels{n}"
+    else:
+        verdict = f"helps up to {h['up_to']} labels per class"
+    return f"{name:<16}{verdict} (gain {gains} points at {sizes} labels/class)"
 
 
 def format_compare(results: dict) -> str:
-    """The comparison as plain-text tables: probe per block, pretext accuracy, label
-    efficiency (mean ± std over the seeds), and compute cost."""
+    """The comparison as plain-text tables: probe per block, pretext accuracy, probe and
+    fine-tuning with few labels (mean ± std over the seeds), where pretraining pays off, and
+    compute cost."""
     methods = results["methods"]
     blocks = list(next(iter(methods.values()))["linear"])
     lines = [f"compare on {results['dataset']} ({results['profile']} profile; label subsets "
-             f"over seeds {results['seeds']})", ""]
+             f"over seeds {results['seeds']}; every choice made on validation data)", ""]
     head = f"{'linear probe':<16}" + "".join(f"{b:>9}" for b in blocks) + \
-        f"{'best':>9}{'k-NN':>9}{'pretext':>10}{'chance':>9}"
+        f"{'best':>9}{'block':>8}{'k-NN':>9}{'pretext':>10}{'chance':>9}"
     lines += [head, "-" * len(head)]
     for name, m in methods.items():
         best = m["best_block"]
         pre = m["pretext"]
         lines.append(
             f"{name:<16}" + "".join(f"{100 * m['linear'][b]:>8.1f}%" for b in blocks)
-            + f"{100 * m['linear'][best]:>8.1f}%{100 * m['knn'][best]:>8.1f}%"
+            + f"{100 * m['linear'][best]:>8.1f}%{best:>8}{100 * m['knn'][best]:>8.1f}%"
             + (f"{100 * pre['accuracy']:>9.1f}%{100 * pre['chance']:>8.1f}%" if pre
                else f"{'-':>10}{'-':>9}"))
     lines.append("")
     sizes = results["sizes"]
-    head = f"{'labels/class':<24}" + "".join(f"{s:>14}" for s in sizes)
-    lines += [head, "-" * len(head)]
-    rows = [(f"{name} (probe)", m["label_efficiency"]) for name, m in methods.items()]
-    rows.append(("supervised from scratch", results["scratch_supervised"]))
-    for name, le in rows:
-        cells = []
-        for s in sizes:
-            v = le.get(s)
-            if not v:
-                cells.append(f"{'-':>14}")
-            elif len(v["runs"]) == 1:  # one run: no spread to show
-                cells.append(f"{100 * v['mean']:>7.1f}% 1 run")
-            else:
-                cells.append(f"{100 * v['mean']:>7.1f}±{100 * v['std']:<4.1f}%")
-        lines.append(f"{name:<24}" + "".join(f"{c:>14}" for c in cells))
-    lines.append("")
+    r = results.get("finetune_recipe") or {}
+    for title, key in (("linear probe, frozen features", "label_efficiency"),
+                       (f"fine-tuned, all layers ({r.get('steps', '?')} steps of "
+                        f"{r.get('batch_size', '?')} images)", "finetune")):
+        if key == "finetune" and not results.get("finetune_sizes", sizes):
+            continue  # fine-tuning was not asked for
+        head = f"{'labels/class':<24}" + "".join(f"{s:>14}" for s in sizes)
+        lines += [title, head, "-" * len(head)]
+        for name, m in methods.items():
+            label = "random = scratch" if (key == "finetune" and name == SCRATCH) else name
+            le = m.get(key) or {}
+            lines.append(f"{label:<24}" + "".join(f"{_cell(le.get(s)):>14}" for s in sizes))
+        lines.append("")
+    helps = results.get("pretraining_helps") or {}
+    if helps:
+        lines.append("does pretraining pay off? fine-tuned vs from scratch, gain > spread:")
+        for name, h in helps.items():
+            lines.append(describe_helps(name, h, all_count=results.get("labels_per_class_all")))
+        lines.append("")
     head = f"{'compute':<16}{'seconds':>10}{'samples':>10}{'epochs':>8}{'s/epoch':>9}"
     lines += [head, "-" * len(head)]
     for name, m in methods.items():

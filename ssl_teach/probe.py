@@ -7,22 +7,33 @@
    validation part of the training split, then refitted on the whole training split.
 5. Test accuracy is reported per block, together with a k-NN (cosine) accuracy.
 
+**Model selection never sees the test set.** The L2 strength and the "best block" are chosen
+on validation data carved from the labelled training images; the test split only reports.
+With very few labels (fewer than :data:`MIN_VALIDATION_PER_CLASS` in some class) nothing is
+held out, and a fixed rule decides instead: the strongest L2 of the grid and the last block.
+
 A probe number means little alone: always read it next to the random-init and supervised
 baselines of the same backbone, probed the same way (:func:`probe_methods`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
 from torch import nn
 
 from .data import Dataset, to_float
-from .train import select_device
+from .train import inference_batch, inference_dtype, select_device
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 """Candidate L2 strengths for the logistic regression (chosen on the validation split)."""
+
+MIN_VALIDATION_PER_CLASS = 4
+"""A labelled subset is split into training and validation parts only when every class has
+at least this many images; below that, holding one out would take a large share of the few
+labels, and choices follow a fixed rule instead (see the module docstring)."""
 
 
 def pooled_grid(channels: int, spatial: int, *, max_features: int = 1024) -> int:
@@ -31,35 +42,48 @@ def pooled_grid(channels: int, spatial: int, *, max_features: int = 1024) -> int
     return max(1, min(spatial, int((max_features / channels) ** 0.5)))
 
 
-@torch.no_grad()
 def extract_features(backbone: nn.Module, images: torch.Tensor, *, prepare=None,
-                     batch_size: int = 256, device: str | torch.device = "auto",
-                     max_features: int = 1024) -> dict[str, torch.Tensor]:
+                     batch_size: int | None = None, device: str | torch.device = "auto",
+                     max_features: int = 1024, precision: str | None = None
+                     ) -> dict[str, torch.Tensor]:
     """Frozen features of every block: {"block1": (N, D1), ...}, pooled to a fixed grid.
 
     ``prepare`` maps a float batch in [0, 1] to what the backbone expects (a task's
-    ``probe_inputs``); by default the images go in as they are.
+    ``probe_inputs``); by default the images go in as they are. Forward passes only, in
+    ``eval()`` mode under ``torch.inference_mode``, channels_last, ``batch_size`` images at a
+    time (default: :func:`ssl_teach.train.inference_batch`), in the backbone's own precision
+    unless ``precision`` ("auto", "float32", "bfloat16") is given (see
+    :func:`ssl_teach.train.inference_dtype`); pooled in float32.
     """
     dev = select_device(device)
+    amp = inference_dtype(getattr(backbone, "trained_precision", "float32"), dev, precision)
+    batch_size = batch_size or inference_batch(images, dev)
     was_training = backbone.training
+    weights = [p for p in backbone.parameters() if p.ndim == 4]
+    was_channels_last = bool(weights) and not weights[0].is_contiguous() and \
+        weights[0].is_contiguous(memory_format=torch.channels_last)
+    channels_last = dev.type in ("cpu", "cuda")
     backbone = backbone.to(dev).eval()  # eval(): BatchNorm uses its running statistics
-    channels_last = dev.type == "cpu"
     if channels_last:
         backbone = backbone.to(memory_format=torch.channels_last)
     out: dict[str, list[torch.Tensor]] = {}
     try:
-        for i in range(0, len(images), batch_size):
-            batch = to_float(images[i:i + batch_size]).to(dev)
-            if prepare is not None:
-                batch = prepare(batch)
-            if channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            for b, fmap in enumerate(backbone(batch)):
-                grid = pooled_grid(fmap.shape[1], fmap.shape[-1], max_features=max_features)
-                pooled = nn.functional.adaptive_avg_pool2d(fmap, grid).flatten(1)
-                out.setdefault(f"block{b + 1}", []).append(pooled.float().cpu())
+        with torch.inference_mode(), (torch.autocast(dev.type, dtype=amp) if amp
+                                      else contextlib.nullcontext()):
+            for i in range(0, len(images), batch_size):
+                batch = to_float(images[i:i + batch_size]).to(dev)
+                if prepare is not None:
+                    batch = prepare(batch)
+                if channels_last:
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                for b, fmap in enumerate(backbone(batch)):
+                    grid = pooled_grid(fmap.shape[1], fmap.shape[-1], max_features=max_features)
+                    pooled = nn.functional.adaptive_avg_pool2d(fmap.float(), grid).flatten(1)
+                    out.setdefault(f"block{b + 1}", []).append(pooled.cpu())
     finally:
-        backbone.to("cpu", memory_format=torch.contiguous_format).train(was_training)
+        fmt = torch.channels_last if was_channels_last else torch.contiguous_format
+        backbone.to("cpu", memory_format=fmt).train(was_training)
+    # concatenated outside inference mode: ordinary tensors the caller may change in place
     return {k: torch.cat(v) for k, v in out.items()}
 
 
@@ -112,20 +136,104 @@ def split_validation(n: int, *, share: float = 0.2, seed: int = 0):
     return perm[n_val:], perm[:n_val]
 
 
-def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int,
-                 l2_grid=L2_GRID, seed: int = 0) -> dict:
-    """Linear probe with L2 chosen on a validation split: {"accuracy", "l2", "val"}."""
-    tr, va = split_validation(len(train_x), seed=seed)
-    xs_tr, xs_va = standardise(train_x[tr], train_x[va])
+def validation_split(labels: torch.Tensor, *, share: float = 0.25, max_per_class: int = 50,
+                     seed: int = 0, min_per_class: int = MIN_VALIDATION_PER_CLASS):
+    """Positions (train, validation) into ``labels``: a seeded split with the same number of
+    validation images in every class, ``round(share * n_c)`` (at least 1, at most
+    ``max_per_class``) of a class with n_c images. When some class has fewer than
+    ``min_per_class`` images, or ``share`` is 0, nothing is held out (validation is empty)."""
+    labels = torch.as_tensor(labels).long()
+    classes = labels.unique()
+    counts = torch.stack([(labels == c).sum() for c in classes]) if len(classes) else None
+    if share <= 0 or counts is None or counts.min().item() < min_per_class:
+        return torch.arange(len(labels)), torch.zeros(0, dtype=torch.long)
+    n_val = min(max(1, int(round(share * counts.min().item()))), max_per_class)
+    g = torch.Generator().manual_seed(7_919 * seed + 17)
+    train, val = [], []
+    for c in classes:
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
+def labelled_subset(labels: torch.Tensor, per_class, *, seed: int,
+                    num_classes: int | None = None) -> torch.Tensor:
+    """Indices of a class-balanced random subset with ``per_class`` images of every class
+    ("all": every index). Different seeds give different subsets."""
+    if per_class == "all":
+        return torch.arange(len(labels))
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"labels per class must be a positive int or 'all', got {per_class!r}")
+    num_classes = num_classes or int(labels.max()) + 1
+    g = torch.Generator().manual_seed(10_007 * seed + int(per_class))
+    picks = []
+    for c in range(num_classes):
+        idx = (labels == c).nonzero().flatten()
+        if len(idx) < per_class:
+            raise ValueError(f"class {c} has only {len(idx)} labelled images; "
+                             f"cannot take {per_class} per class")
+        picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    return torch.cat(picks).sort().values
+
+
+def _validate_l2(xs_tr, y_tr, xs_va, y_va, *, num_classes: int, l2_grid) -> tuple[dict, dict]:
+    """Validation accuracy of every L2 strength, and the fits: ({l2: acc}, {l2: linear})."""
     val, fits, lin = {}, {}, None
     for l2 in sorted(l2_grid, reverse=True):  # strongest first: each fit warm-starts the next
-        lin = fits[l2] = fit_logistic(xs_tr, train_y[tr], num_classes=num_classes, l2=l2,
-                                      init=lin)
-        val[l2] = accuracy(lin, xs_va, train_y[va])
+        lin = fits[l2] = fit_logistic(xs_tr, y_tr, num_classes=num_classes, l2=l2, init=lin)
+        val[l2] = accuracy(lin, xs_va, y_va)
+    return val, fits
+
+
+def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int,
+                 l2_grid=L2_GRID, seed: int = 0) -> dict:
+    """Linear probe with L2 chosen on a validation split of the training features:
+    {"accuracy" (test), "l2", "val" ({l2: validation accuracy}), "val_accuracy" (the chosen
+    L2's)}. The test features and labels are used for nothing but the reported accuracy."""
+    tr, va = split_validation(len(train_x), seed=seed)
+    xs_tr, xs_va = standardise(train_x[tr], train_x[va])
+    val, fits = _validate_l2(xs_tr, train_y[tr], xs_va, train_y[va], num_classes=num_classes,
+                             l2_grid=l2_grid)
     best = max(l2_grid, key=lambda l2: (val[l2], l2))  # ties go to the stronger L2
     xs_train, xs_test = standardise(train_x, test_x)
     lin = fit_logistic(xs_train, train_y, num_classes=num_classes, l2=best, init=fits[best])
-    return {"accuracy": accuracy(lin, xs_test, test_y), "l2": best, "val": val}
+    return {"accuracy": accuracy(lin, xs_test, test_y), "l2": best, "val": val,
+            "val_accuracy": val[best]}
+
+
+def select_probe(train_f: dict, train_y, test_f: dict, test_y, *, num_classes: int,
+                 l2_grid=L2_GRID, seed: int = 0, share: float = 0.25,
+                 max_per_class: int = 50) -> dict:
+    """Linear probe of a (small) labelled subset that chooses its block *and* L2 on a
+    validation part of the subset (:func:`validation_split`), then refits the choice on the
+    whole subset: {"accuracy" (test), "block", "l2", "val" (validation accuracy of the
+    choice, None when nothing could be held out)}.
+
+    ``train_f``/``test_f`` map block names to features. With fewer than
+    :data:`MIN_VALIDATION_PER_CLASS` labels in some class the rule is fixed in advance: the
+    last block and the strongest L2 of the grid (strong regularisation is the safe choice).
+    """
+    blocks = list(train_f)
+    tr, va = validation_split(train_y, share=share, max_per_class=max_per_class, seed=seed)
+    if len(va):
+        scores = {}
+        for block in blocks:
+            xs_tr, xs_va = standardise(train_f[block][tr], train_f[block][va])
+            val, _ = _validate_l2(xs_tr, train_y[tr], xs_va, train_y[va],
+                                  num_classes=num_classes, l2_grid=l2_grid)
+            for l2, acc in val.items():
+                scores[block, l2] = acc
+        # ties go to the stronger L2, then to the earlier block
+        block, l2 = max(scores, key=lambda k: (scores[k], k[1], -blocks.index(k[0])))
+        val_acc = scores[block, l2]
+    else:
+        block, l2, val_acc = blocks[-1], max(l2_grid), None
+    xs_train, xs_test = standardise(train_f[block], test_f[block])
+    lin = fit_logistic(xs_train, train_y, num_classes=num_classes, l2=l2)
+    return {"accuracy": accuracy(lin, xs_test, test_y), "block": block, "l2": l2,
+            "val": val_acc}
 
 
 def knn_accuracy(train_x, train_y, test_x, test_y, *, num_classes: int, k: int = 20,
@@ -147,19 +255,38 @@ def knn_accuracy(train_x, train_y, test_x, test_y, *, num_classes: int, k: int =
 
 @dataclasses.dataclass
 class ProbeResult:
-    """Probe accuracies of one method, per block."""
+    """Probe accuracies of one method, per block: ``linear`` and ``knn`` on the test split,
+    ``l2`` the chosen strength and ``val`` the validation accuracy behind that choice (on a
+    part of the labelled training images). The best block is chosen on ``val``, never on a
+    test accuracy."""
 
     linear: dict[str, float]
     knn: dict[str, float]
     l2: dict[str, float]
+    val: dict[str, float]
 
     @property
     def best_block(self) -> str:
-        return max(self.linear, key=self.linear.get)
+        """The block with the highest validation accuracy (ties: the earlier block)."""
+        return max(self.val, key=self.val.get)
 
     @property
     def best_linear(self) -> float:
+        """Test accuracy of the linear probe on the best block (chosen on validation)."""
         return self.linear[self.best_block]
+
+
+def probe_features(train_f: dict, train_y, test_f: dict, test_y, *, num_classes: int,
+                   seed: int = 0, knn_k: int = 20, blocks=None) -> ProbeResult:
+    """The linear and k-NN probes of features already extracted ({block: (N, D)})."""
+    linear, knn, l2, val = {}, {}, {}, {}
+    for block in blocks or train_f:
+        res = linear_probe(train_f[block], train_y, test_f[block], test_y,
+                           num_classes=num_classes, seed=seed)
+        linear[block], l2[block], val[block] = res["accuracy"], res["l2"], res["val_accuracy"]
+        knn[block] = knn_accuracy(train_f[block], train_y, test_f[block], test_y,
+                                  num_classes=num_classes, k=knn_k)
+    return ProbeResult(linear, knn, l2, val)
 
 
 def probe(backbone: nn.Module, dataset: Dataset, *, prepare=None, device="auto",
@@ -167,14 +294,9 @@ def probe(backbone: nn.Module, dataset: Dataset, *, prepare=None, device="auto",
     """Run the whole probe protocol on one frozen backbone."""
     train_f = extract_features(backbone, dataset.train_images, prepare=prepare, device=device)
     test_f = extract_features(backbone, dataset.test_images, prepare=prepare, device=device)
-    linear, knn, l2 = {}, {}, {}
-    for block in blocks or train_f:
-        res = linear_probe(train_f[block], dataset.train_labels, test_f[block],
-                           dataset.test_labels, num_classes=dataset.num_classes, seed=seed)
-        linear[block], l2[block] = res["accuracy"], res["l2"]
-        knn[block] = knn_accuracy(train_f[block], dataset.train_labels, test_f[block],
-                                  dataset.test_labels, num_classes=dataset.num_classes, k=knn_k)
-    return ProbeResult(linear, knn, l2)
+    return probe_features(train_f, dataset.train_labels, test_f, dataset.test_labels,
+                          num_classes=dataset.num_classes, seed=seed, knn_k=knn_k,
+                          blocks=blocks)
 
 
 def probe_methods(methods: dict, dataset: Dataset, **kwargs) -> dict[str, ProbeResult]:
@@ -185,12 +307,18 @@ def probe_methods(methods: dict, dataset: Dataset, **kwargs) -> dict[str, ProbeR
 
 
 def format_table(results: dict[str, ProbeResult], *, metric: str = "linear") -> str:
-    """A plain-text table: one row per method, one column per block, accuracies in %."""
+    """A plain-text table: one row per method, one column per block, accuracies in %.
+
+    ``metric``: "linear" or "knn" (test accuracies), or "val" (the validation accuracies the
+    choices were made on). The "best" column is the best block's (chosen on validation, the
+    same block for every metric) and names it."""
     blocks = list(next(iter(results.values())).linear)
-    head = f"{metric + ' probe':<16}" + "".join(f"{b:>9}" for b in blocks) + f"{'best':>9}"
+    head = (f"{metric + ' probe':<16}" + "".join(f"{b:>9}" for b in blocks)
+            + f"{'best':>9}  (block chosen on validation)")
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         vals = getattr(r, metric)
+        best = r.best_block
         lines.append(f"{name:<16}" + "".join(f"{100 * vals[b]:>8.1f}%" for b in blocks)
-                     + f"{100 * max(vals.values()):>8.1f}%")
+                     + f"{100 * vals[best]:>8.1f}%  {best}")
     return "\n".join(lines)

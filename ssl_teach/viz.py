@@ -198,7 +198,7 @@ def plot_probe_heatmap(methods: dict, *, metric: str = "linear", ax=None):
 
 def plot_label_efficiency(results: dict, *, ax=None):
     """Best-block linear probe accuracy against labels per class (log scale), mean ± std over
-    the label-subset seeds, plus supervised training from scratch; returns the axes."""
+    the label-subset seeds, plus fine-tuning from scratch where it was run; returns the axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4))
     sizes = results["sizes"]
@@ -208,7 +208,8 @@ def plot_label_efficiency(results: dict, *, ax=None):
             if name != "supervised"]
     rows.append(("supervised (probe)", results["methods"]["supervised"]["label_efficiency"],
                  "-s"))
-    rows.append(("supervised from scratch", results["scratch_supervised"], "--k^"))
+    if results.get("scratch_supervised"):  # fine-tuned from random init, when it was run
+        rows.append(("fine-tuned from scratch", results["scratch_supervised"], "--k^"))
     for name, le, style in rows:
         xs, ys, es = [], [], []
         for s in sizes:

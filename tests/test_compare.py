@@ -1,21 +1,27 @@
 """The comparison: every field for every method, balanced label subsets, seeds that only move
-the subset."""
+the subset, and no choice that the test labels could change."""
+
+import dataclasses
+import shutil
 
 import pytest
 import torch
 
-from ssl_teach import profiles
-from ssl_teach.compare import compare, format_compare, labelled_subset
+from ssl_teach import compare as compare_module
+from ssl_teach import finetune, profiles
+from ssl_teach.compare import check_sizes, compare, format_compare, labelled_subset
 from ssl_teach.pretext import TASKS
 from ssl_teach.train import TrainConfig
 
 TINY = profiles.Profile(name="quick", image_size=64, n_unlabeled=520, n_train=100, n_test=40,
                         train=TrainConfig(budget_samples=64, batch_size=32, width=8, depth=4))
+TINY_RECIPE = finetune.FinetuneConfig(steps=4, batch_size=16, eval_every=2)
 
 
 @pytest.fixture
 def tiny_profile(monkeypatch):
     monkeypatch.setitem(profiles.PROFILES, "quick", TINY)
+    monkeypatch.setitem(finetune.RECIPES, "quick", TINY_RECIPE)
     return TINY
 
 
@@ -31,25 +37,67 @@ def test_labelled_subsets_are_balanced_and_seeded():
 
 
 def test_compare_produces_every_field_for_every_method(tiny_profile):
-    res = compare(list(TASKS), seeds=(0, 1, 2), sizes=(1, 4, "all"), progress=False)
+    res = compare(list(TASKS), seeds=(0, 1), sizes=(4, "all"), progress=False)
     assert set(res["methods"]) == {*TASKS, "random", "supervised"}
+    assert res["finetune_recipe"] == dataclasses.asdict(TINY_RECIPE)
     for name, m in res["methods"].items():
-        assert set(m["linear"]) == set(m["knn"]) == {"block1", "block2", "block3", "block4"}
+        blocks = {"block1", "block2", "block3", "block4"}
+        assert set(m["linear"]) == set(m["knn"]) == set(m["val"]) == blocks
+        assert m["best_block"] == max(m["val"], key=m["val"].get)  # chosen on validation
         for acc in [*m["linear"].values(), *m["knn"].values()]:
             assert 0.0 <= acc <= 1.0
-        assert set(m["label_efficiency"]) == {"1", "4", "all"}
-        for size, v in m["label_efficiency"].items():
-            assert 0.0 <= v["mean"] <= 1.0 and v["std"] >= 0.0
-            assert len(v["runs"]) == (1 if size == "all" else 3)
+        for key in ("label_efficiency", "finetune"):
+            assert set(m[key]) == {"4", "all"}
+            for size, v in m[key].items():
+                assert 0.0 <= v["mean"] <= 1.0 and v["std"] >= 0.0
+                one = key == "label_efficiency" and size == "all"  # the probe table's number
+                assert len(v["runs"]) == (1 if one else 2)
+        assert m["label_efficiency"]["all"]["blocks"] == [m["best_block"]]
+        assert set(m["label_efficiency"]["4"]["blocks"]) <= blocks
+        assert all(1 <= s <= TINY_RECIPE.steps for s in m["finetune"]["4"]["steps"])
         if name in TASKS:
             assert 0.0 <= m["pretext"]["accuracy"] <= 1.0 and 0 < m["pretext"]["chance"] < 1
         else:
             assert m["pretext"] is None
         assert m["cost"]["samples_seen"] >= 0 and m["cost"]["train_seconds"] >= 0
-    assert set(res["scratch_supervised"]) == {"1", "4", "all"}
+    assert res["scratch_supervised"] == res["methods"]["random"]["finetune"]
+    helps = res["pretraining_helps"]
+    assert set(helps) == {*TASKS, "supervised"}
+    for h in helps.values():
+        assert set(h["helps"]) == {"4", "all"} and h["up_to"] in (None, 4, "all")
     table = format_compare(res)
     for name in res["methods"]:
         assert name in table
+    assert "random = scratch" in table and "does pretraining pay off?" in table
+
+
+def test_changing_the_test_labels_changes_no_choice(tiny_profile, monkeypatch, private_cache):
+    """Best block, L2, the subsets' blocks and the fine-tuning steps kept: all chosen without
+    the test labels, so shuffling them changes only the reported accuracies."""
+    a = compare(["rotation"], seeds=(0, 1), sizes=(4, "all"), progress=False)
+    real_setup = compare_module.setup
+
+    def shuffled_test_labels(*args, **kwargs):
+        prof, data = real_setup(*args, **kwargs)
+        perm = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(0))
+        return prof, dataclasses.replace(data, test_labels=data.test_labels[perm])
+
+    monkeypatch.setattr(compare_module, "setup", shuffled_test_labels)
+    for cached in ("probes", "finetune"):  # the checkpoints may stay: they never see labels
+        shutil.rmtree(private_cache / cached)
+    b = compare(["rotation"], seeds=(0, 1), sizes=(4, "all"), progress=False)
+    reported = []
+    for name, m in a["methods"].items():
+        n = b["methods"][name]
+        assert (m["best_block"], m["val"], m["l2"]) == (n["best_block"], n["val"], n["l2"])
+        for size in ("4", "all"):
+            le, le2 = m["label_efficiency"][size], n["label_efficiency"][size]
+            assert (le["blocks"], le["l2"]) == (le2["blocks"], le2["l2"])
+            ft, ft2 = m["finetune"][size], n["finetune"][size]
+            assert (ft["steps"], ft["val"]) == (ft2["steps"], ft2["val"])
+            reported.append(ft["runs"] != ft2["runs"] or le["runs"] != le2["runs"])
+        reported.append(m["linear"] != n["linear"])
+    assert any(reported)  # the shuffled labels did reach the reported numbers
 
 
 def test_label_subsets_are_disjoint_from_the_test_split(tiny_profile):
@@ -63,13 +111,16 @@ def test_label_subsets_are_disjoint_from_the_test_split(tiny_profile):
 
 
 def test_seeds_change_the_subset_and_only_the_subset(tiny_profile):
-    a = compare(["rotation"], seeds=(0,), sizes=(1,), progress=False)
-    b = compare(["rotation"], seeds=(1,), sizes=(1,), progress=False)
-    for name in a["methods"]:  # the trained models and full probes are the same
-        assert a["methods"][name]["linear"] == b["methods"][name]["linear"]
-        assert a["methods"][name]["pretext"] == b["methods"][name]["pretext"]
-    assert any(a["methods"][n]["label_efficiency"]["1"] != b["methods"][n]["label_efficiency"]["1"]
-               for n in a["methods"])
+    a = compare(["rotation"], seeds=(0, 1), sizes=(4,), progress=False)
+    b = compare(["rotation"], seeds=(1,), sizes=(4,), progress=False)
+    differ = []
+    for name, m in a["methods"].items():  # the trained models and full probes are the same
+        n = b["methods"][name]
+        assert (m["linear"], m["pretext"]) == (n["linear"], n["pretext"])
+        for key in ("label_efficiency", "finetune"):  # seed 1's run, whatever the other seeds
+            assert n[key]["4"]["runs"] == m[key]["4"]["runs"][1:]
+            differ.append(m[key]["4"]["runs"][0] != m[key]["4"]["runs"][1])
+    assert any(differ)  # another seed, another labelled subset
 
 
 def test_bad_input_is_a_clear_error(tiny_profile):
@@ -77,27 +128,38 @@ def test_bad_input_is_a_clear_error(tiny_profile):
         compare(["colour"], progress=False)
     with pytest.raises(ValueError, match="at least one seed"):
         compare(["rotation"], seeds=(), progress=False)
+    with pytest.raises(ValueError, match="increasing order"):
+        compare(["rotation"], sizes=(16, 4), progress=False)
+    with pytest.raises(ValueError, match="positive integers or 'all'"):
+        compare(["rotation"], sizes=(0, "all"), progress=False)
+    with pytest.raises(ValueError, match="at most 10 per class"):  # the pre-flight check
+        compare(["rotation"], sizes=(4, 11), progress=False)
 
 
-def test_readme_shows_a_compare_table_of_the_printed_shape():
-    """The README's table has the rows and columns `compare` prints (not its numbers)."""
-    from pathlib import Path
+def test_label_counts_are_read_from_text_and_checked():
+    assert check_sizes(["4", "16", "all"]) == [4, 16, "all"]
+    for bad in (["all", "4"], ["4", "4"], ["four"], []):
+        with pytest.raises(ValueError):
+            check_sizes(bad)
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    fake = {"dataset": "scenes", "profile": "quick", "seeds": [0, 1, 2],
-            "sizes": ["1", "4", "16", "64", "all"], "scratch_supervised": {}, "methods": {}}
-    for name in (*TASKS, "random", "supervised"):
-        fake["methods"][name] = {
-            "linear": {f"block{i}": 0.5 for i in range(1, 5)},
-            "knn": {f"block{i}": 0.5 for i in range(1, 5)}, "best_block": "block1",
-            "pretext": {"accuracy": 0.5, "chance": 0.1} if name in TASKS else None,
-            "label_efficiency": {}, "cost": {"train_seconds": 1.0, "samples_seen": 1,
-                                             "epochs": 1.0, "seconds_per_epoch": 1.0}}
-    printed = format_compare(fake).splitlines()
-    header = next(line for line in printed if line.startswith("linear probe"))
-    lines = readme.splitlines()
-    assert header in lines, "the README has no compare table with this header"
-    start = lines.index(header)
-    rows = [line.split()[0] for line in lines[start + 2:start + 2 + len(fake["methods"])]]
-    assert rows == list(fake["methods"]), rows
-    assert "python -m ssl_teach compare" in readme
+
+def test_sweep_trains_each_budget_and_fine_tunes_it(tiny_profile):
+    from ssl_teach.sweep import format_sweep, scaled_profile, sweep
+
+    res = sweep(["rotation"], multipliers=(1, 2), seeds=(0, 1), size=4, progress=False)
+    rows = res["runs"]["rotation"]
+    assert [r["multiplier"] for r in rows] == [1, 2]
+    assert [r["budget_samples"] for r in rows] == [64, 128]
+    assert rows[0]["probe"] != rows[1]["probe"]  # two trained models, not one
+    for r in rows:
+        assert r["probe"]["best_block"] in r["probe"]["per_block"]
+        assert len(r["finetune"]["runs"]) == 2 and 0 <= r["finetune"]["mean"] <= 1
+    assert len(res["scratch"]["runs"]) == 2
+    table = format_sweep(res)
+    assert "x1" in table and "x2" in table and "from scratch, 4 labels/class" in table
+    assert scaled_profile(TINY, "rotation", 8).train_config("rotation").budget_samples == 512
+    assert scaled_profile(TINY, "rotation", 8).train_config("jigsaw").budget_samples == 64
+    with pytest.raises(ValueError, match="multipliers must be positive integers"):
+        sweep(["rotation"], multipliers=(0,), progress=False)
+    with pytest.raises(ValueError, match="unknown pretext task"):
+        sweep(["colour"], progress=False)
