@@ -5,6 +5,7 @@ import socket
 
 import pytest
 
+from ssl_teach import finetune
 from ssl_teach.data import MissingDataError, load_dataset
 from ssl_teach.experiment import run
 from ssl_teach.profiles import Profile
@@ -35,7 +36,10 @@ def test_the_guard_really_blocks_connections(no_network):
         s.connect(("127.0.0.1", 9))
 
 
-def test_the_default_path_runs_offline(no_network):
+def test_the_default_path_runs_offline(no_network, monkeypatch):
+    # fine-tuning too, with a recipe sized for the tiny data (the quick one trains for minutes)
+    monkeypatch.setitem(finetune.RECIPES, "quick",
+                        finetune.FinetuneConfig(steps=4, batch_size=16, eval_every=2))
     tiny = Profile(name="quick", image_size=32, n_unlabeled=128, n_train=100, n_test=50,
                    train=TrainConfig(budget_samples=256, batch_size=64, width=8, depth=3))
     res = run("rotation", profile=tiny, progress=False)
