@@ -43,7 +43,10 @@ from torch import nn
 from .cache import CorruptCacheFile, atomic_write_text, cache_dir, config_key
 from .data import Dataset, to_float
 from .probe import labelled_subset, pooled_grid, validation_split
-from .train import Trained, _index_batches, mixed_precision_dtype, select_device
+from .train import (
+    Trained, _grad_scaler, _index_batches, autocast_dtype, check_precision, precision_name,
+    select_device,
+)
 
 SCRATCH = "random"
 """The method whose fine-tuning is training from scratch: the random initialisation."""
@@ -68,6 +71,7 @@ class FinetuneConfig:
     val_max_per_class: int = 25  # at most this many validation images per class
     head_grid: int = 0  # the head pools the last block to this grid (0: the probe's grid)
     head_norm: bool = True  # standardise the head's inputs (BatchNorm without affine)
+    precision: str = "auto"  # as in training (see ssl_teach.train); the profile's by recipe()
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
@@ -78,6 +82,7 @@ class FinetuneConfig:
                              f"got {self.translate}")
         if not 0 <= self.val_share < 1:
             raise ValueError(f"val_share must be in [0, 1), got {self.val_share}")
+        check_precision(self.precision)
 
 
 RECIPES = {
@@ -95,9 +100,12 @@ RECIPES = {
 
 def recipe(profile) -> FinetuneConfig:
     """The fine-tuning recipe of ``profile`` (a :class:`~ssl_teach.profiles.Profile` or its
-    name); a profile without its own recipe gets the quick one."""
+    name), in the profile's precision; a profile without its own recipe gets the quick one."""
     name = profile if isinstance(profile, str) else profile.name
-    return RECIPES.get(name, RECIPES["quick"])
+    config = RECIPES.get(name, RECIPES["quick"])
+    precision = getattr(profile, "precision", config.precision)
+    return config if precision == config.precision else dataclasses.replace(
+        config, precision=precision)
 
 
 # --- augmentation: draw the parameters, then apply them (a pure function) ---------------------
@@ -161,12 +169,14 @@ def _subset_id(indices: torch.Tensor) -> str:
 
 
 def run_key(init: Trained, dataset: Dataset, indices: torch.Tensor, config: FinetuneConfig,
-            seed: int) -> str:
-    """Cache key of a fine-tuning run: everything that decides its result."""
+            seed: int, amp: torch.dtype | None = None) -> str:
+    """Cache key of a fine-tuning run: everything that decides its result (``amp``: the
+    autocast type the recipe's precision resolved to on the device)."""
     return config_key({
         "finetune": FINETUNE_VERSION, "init": init.config,
         "inputs": [init.task.name, init.task.options()], "data": dataset.spec,
-        "subset": _subset_id(indices), "recipe": dataclasses.asdict(config), "seed": seed})
+        "subset": _subset_id(indices), "recipe": dataclasses.asdict(config), "seed": seed,
+        "arithmetic": precision_name(amp)})
 
 
 class FinetuneModel(nn.Module):
@@ -203,8 +213,10 @@ def initial_model(init: Trained, num_classes: int, *, image_size: int,
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, prepare,
-             device: torch.device, batch_size: int = 256) -> float:
-    """Accuracy of ``model`` (in eval mode: BatchNorm uses its running statistics)."""
+             device: torch.device, batch_size: int = 256, amp: torch.dtype | None = None
+             ) -> float:
+    """Accuracy of ``model`` (in eval mode: BatchNorm uses its running statistics), under
+    autocast to ``amp`` when given."""
     if len(images) == 0:
         return float("nan")
     was_training = model.training
@@ -214,7 +226,9 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, pr
         x = prepare(to_float(images[i:i + batch_size].to(device)))
         if device.type in ("cpu", "cuda"):
             x = x.contiguous(memory_format=torch.channels_last)
-        correct += (model(x).argmax(1) == labels[i:i + batch_size].to(device)).sum().item()
+        with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
+            logits = model(x)
+        correct += (logits.argmax(1) == labels[i:i + batch_size].to(device)).sum().item()
     model.train(was_training)
     return correct / len(images)
 
@@ -239,8 +253,10 @@ def finetune(init: Trained, dataset: Dataset, indices: torch.Tensor | None = Non
     indices = torch.as_tensor(indices, dtype=torch.long)
     if len(indices) == 0:
         raise ValueError("fine-tuning needs at least one labelled image; got an empty subset")
+    dev = select_device(device)
+    amp = autocast_dtype(config.precision, dev)
     path = cache_dir() / "finetune" / (
-        f"{init.task.name}-{run_key(init, dataset, indices, config, seed)}.json")
+        f"{init.task.name}-{run_key(init, dataset, indices, config, seed, amp)}.json")
     if cache and path.exists():
         try:
             return FinetuneResult(**{**json.loads(path.read_text()), "from_cache": True})
@@ -252,9 +268,8 @@ def finetune(init: Trained, dataset: Dataset, indices: torch.Tensor | None = Non
     tr, va = validation_split(labels, share=config.val_share,
                               max_per_class=config.val_max_per_class, seed=seed)
     train_idx, val_idx = indices[tr], indices[va]
-    dev = select_device(device)
     channels_last = dev.type in ("cpu", "cuda")
-    amp = mixed_precision_dtype(dev)
+    scaler = _grad_scaler() if amp == torch.float16 else None
     model = initial_model(init, dataset.num_classes, image_size=dataset.image_size,
                           config=config, seed=seed).to(dev)
     if channels_last:
@@ -294,8 +309,13 @@ def finetune(init: Trained, dataset: Dataset, indices: torch.Tensor | None = Non
         with torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext():
             loss = nn.functional.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:  # float16: scale the loss so that small gradients do not underflow
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         sched.step()
         losses.append(loss.detach())
         done = step + 1
@@ -305,7 +325,8 @@ def finetune(init: Trained, dataset: Dataset, indices: torch.Tensor | None = Non
             losses = []
             acc = None
             if len(val_idx):
-                acc = evaluate(model, val_images, val_labels, prepare=prepare, device=dev)
+                acc = evaluate(model, val_images, val_labels, prepare=prepare, device=dev,
+                               amp=amp)
                 if best is None or acc >= best[0]:  # ties go to the later, longer-trained step
                     best = (acc, done, copy.deepcopy(model.state_dict()))
             history["val"].append(acc)
@@ -314,7 +335,7 @@ def finetune(init: Trained, dataset: Dataset, indices: torch.Tensor | None = Non
     else:
         model.load_state_dict(best[2])
     test_acc = evaluate(model, dataset.test_images, dataset.test_labels, prepare=prepare,
-                        device=dev)
+                        device=dev, amp=amp)
     result = FinetuneResult(accuracy=test_acc, step=best[1], val_accuracy=best[0],
                             history=history, n_train=len(train_idx), n_val=len(val_idx),
                             seconds=time.perf_counter() - start)

@@ -234,3 +234,48 @@ def test_every_profile_has_a_recipe():
 
     for name, profile in PROFILES.items():
         assert ft.recipe(profile) is ft.RECIPES[name] is ft.recipe(name)
+
+
+def test_run_reports_fine_tuning_of_the_task_and_from_scratch(monkeypatch):
+    from ssl_teach.cli import format_results
+    from ssl_teach.experiment import run
+    from ssl_teach.profiles import Profile
+
+    monkeypatch.setitem(ft.RECIPES, "quick", TINY)
+    tiny = Profile(name="quick", image_size=32, n_unlabeled=128, n_train=200, n_test=50,
+                   train=TrainConfig(budget_samples=128, batch_size=64, width=8, depth=3))
+    res = run("rotation", profile=tiny, progress=False, finetune_seeds=(0, 1))
+    down = res["downstream"]
+    assert set(down["finetune"]) == {"rotation", "random"}
+    for table in down["finetune"].values():
+        assert set(table) == {"4", "16"}  # the default label counts
+        for v in table.values():
+            assert set(v) >= {"mean", "std", "runs"} and len(v["runs"]) == 2
+    assert set(down["pretraining_helps"]) == {"rotation"}
+    assert down["recipe"] == dataclasses.asdict(TINY) and down["skipped_sizes"] == []
+    assert res["probe"]["best_block"]["rotation"] == max(res["probe"]["val"]["rotation"],
+                                                          key=res["probe"]["val"]["rotation"].get)
+    text = format_results(res)
+    assert "fine-tuned, all layers" in text and "random = scratch" in text
+    assert "beats from scratch" in text
+
+
+def test_downstream_sets_aside_label_counts_the_data_cannot_serve(colours, scratch, monkeypatch):
+    monkeypatch.setitem(ft.RECIPES, "quick", TINY)
+    down = ft.finetune_downstream({"random": scratch}, colours, "quick", sizes=(4, 21),
+                                  seeds=(0,))
+    assert down["skipped_sizes"] == ["21"]  # 20 labelled images per class
+    assert set(down["finetune"]["random"]) == {"4"} and down["pretraining_helps"] == {}
+    none = ft.finetune_downstream({"random": scratch}, colours, "quick", sizes=())
+    assert none["finetune"] == {} and none["skipped_sizes"] == []
+
+
+def test_the_recipe_follows_the_profile_precision():
+    from ssl_teach.profiles import PROFILES
+
+    quick = PROFILES["quick"]
+    assert ft.recipe(quick).precision == quick.precision
+    forced = dataclasses.replace(quick, precision="float32")
+    assert ft.recipe(forced) == dataclasses.replace(ft.RECIPES["quick"], precision="float32")
+    with pytest.raises(ValueError, match="precision"):
+        FinetuneConfig(precision="half")

@@ -171,3 +171,12 @@ def test_records_ship_as_package_data():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert config["tool"]["setuptools"]["package-data"]["ssl_teach.results"] == ["*.json"]
     assert results.RESULTS_DIR == ROOT / "ssl_teach" / "results"
+
+
+def test_record_files_are_not_ignored_by_git():
+    import subprocess
+
+    for name in EXPECTED:
+        res = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q",
+                              f"ssl_teach/results/{name}.json"], capture_output=True)
+        assert res.returncode == 1, f"git ignores ssl_teach/results/{name}.json"

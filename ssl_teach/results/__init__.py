@@ -59,12 +59,12 @@ def _dataset_config(name: str, profile) -> dict:
 
 
 def configuration(kind: str, *, profile="quick", dataset: str = "scenes", tasks=None,
-                  seeds=(0, 1, 2), train_seed: int = 0, sizes=None, multipliers=None,
-                  size=None) -> dict:
+                  seeds=(0, 1, 2), train_seed: int = 0, sizes=None, finetune_sizes=None,
+                  multipliers=None, size=None) -> dict:
     """The configuration of a ``compare`` or ``sweep`` run with these parameters, read from
     the current code: the JSON-able dict whose hash is a record's fingerprint."""
     from .. import experiment, finetune, probe, train
-    from ..pretext import TASKS, get_task
+    from ..pretext import TASKS
     from ..profiles import get_profile
 
     if kind not in KINDS:
@@ -77,6 +77,8 @@ def configuration(kind: str, *, profile="quick", dataset: str = "scenes", tasks=
         from ..compare import LABELS_PER_CLASS
 
         params["sizes"] = [str(s) for s in (LABELS_PER_CLASS if sizes is None else sizes)]
+        params["finetune_sizes"] = (params["sizes"] if finetune_sizes is None
+                                    else [str(s) for s in finetune_sizes])
     else:
         from ..sweep import MULTIPLIERS, SWEEP_LABELS
 
@@ -85,7 +87,7 @@ def configuration(kind: str, *, profile="quick", dataset: str = "scenes", tasks=
     return {
         "kind": kind, "params": params,
         "profile": _profile_config(prof), "data": _dataset_config(dataset, prof),
-        "tasks": {t: get_task(t).options() for t in tasks},
+        "tasks": {t: prof.task(t).options() for t in tasks},  # with the profile's options
         "supervised": dataclasses.asdict(train.SupervisedTask()),
         "checkpoint_format": train.CHECKPOINT_FORMAT,
         "probe": {"version": experiment.PROBE_VERSION, "l2_grid": list(probe.L2_GRID),
@@ -132,6 +134,7 @@ def params_of(kind: str, results: dict) -> dict:
     out = {k: results[k] for k in ("profile", "dataset", "tasks", "seeds", "train_seed")}
     if kind == "compare":
         out["sizes"] = results["sizes"]
+        out["finetune_sizes"] = results.get("finetune_sizes", results["sizes"])
     else:
         out["multipliers"], out["size"] = results["multipliers"], results["size"]
     return out
@@ -255,6 +258,8 @@ def _compare_markdown(res: dict) -> list[str]:
             + " |")
     sizes = res["sizes"]
     for title, key in (("linear probe", "label_efficiency"), ("fine-tuned", "finetune")):
+        if not any(m.get(key) for m in methods.values()):
+            continue  # not measured (compare with finetune_sizes=())
         lines += ["", f"| {title}, labels per class | " + " | ".join(sizes) + " |",
                   "|---" * (len(sizes) + 1) + "|"]
         for name, m in methods.items():
