@@ -23,21 +23,31 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --no-browser --notebook-dir=notebooks \
 		$(shell [ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
+# CACHE: the checkpoint cache of a test run. Empty (the default): a fresh temporary folder,
+# removed afterwards. CI gives test and test-ui one fresh folder, so that the browser checks
+# load what the notebooks trained instead of training it again.
+CACHE ?=
+
 # Lint, unit tests and every notebook under nbval, with a fresh checkpoint cache so that the
 # notebooks really train (and later notebooks reuse what earlier ones trained in this run).
 test: $(STAMP)
 	$(VENV)/bin/ruff check ssl_teach tests notebooks
-	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
+	@cache="$(CACHE)"; \
+	if [ -z "$$cache" ]; then cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT; \
+	elif [ -n "$$(ls -A "$$cache" 2>/dev/null)" ]; then \
+		echo "CACHE=$$cache is not empty: make test trains from a fresh cache" >&2; exit 2; fi; \
+	mkdir -p "$$cache" && \
 	SSL_TEACH_CACHE="$$cache" MPLBACKEND=Agg $(PY) -m pytest tests notebooks \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0
 
 # The widgets in a real browser: JupyterLab (temporary cache and notebook copies) driven by
 # Debian's Chromium through Playwright; screenshots in build/ui/. Installs what is missing.
+# With CACHE (the folder a `make test` just filled) JupyterLab loads the trained models from it.
 test-ui: $(STAMP)
 	@$(PY) -c 'import playwright' 2>/dev/null || $(PY) -m pip install -q -e '.[ui]'
 	@[ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || \
 		$(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
-	$(PY) -m pytest tests/ui/jupyterlab_checks.py -v --durations=0
+	SSL_TEACH_UI_CACHE="$(CACHE)" $(PY) -m pytest tests/ui/jupyterlab_checks.py -v --durations=0
 
 # Every notebook once, in order, with a fresh checkpoint cache (as `make test`): the seconds of
 # each per stage (data, pretext training, baselines, evaluation, probes, plots, widgets, rest).

@@ -216,36 +216,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _format_downstream(downstream: dict) -> list[str]:
-    """Fine-tuned accuracy per method and label count (mean ± std), and where pretraining
-    helps: the ``downstream`` part of a run's results."""
-    ft = downstream.get("finetune") or {}
-    if not ft:
-        return []
-    r = downstream["recipe"]
-    sizes = list(next(iter(ft.values())))
-    lines = [f"fine-tuned, all layers ({r['steps']} steps of {r['batch_size']} images; labelled "
-             f"subsets over seeds {downstream['seeds']})"]
-    head = f"{'labels/class':<22}" + "".join(f"{s:>14}" for s in sizes)
-    lines += [head, "-" * len(head)]
-    for method, table in ft.items():
-        label = "random = scratch" if method == "random" else method
-        lines.append(f"{label:<22}" + "".join(
-            f"{100 * table[s]['mean']:>7.1f}±{100 * table[s]['std']:<4.1f}%" for s in sizes))
-    for method, h in downstream.get("pretraining_helps", {}).items():
-        up = h["up_to"]
-        lines.append(f"fine-tuning from {method} beats from scratch by more than the spread "
-                     + (f"up to {up} labels per class" if up is not None
-                        else "at no label count measured"))
-    if downstream.get("skipped_sizes"):
-        lines.append(f"(not enough labelled images for {', '.join(downstream['skipped_sizes'])} "
-                     "labels per class)")
-    return [*lines, ""]
-
-
 def format_results(results: dict) -> str:
     """The probe tables, the pretext accuracy and the fine-tuning of a results dict, as plain
     text."""
+    from .finetune import format_downstream
+
     lines = [f"task {results['task']} on {results['dataset']} ({results['profile']} profile, "
              f"seed {results['seed']})",
              f"held-out pretext accuracy: {100 * results['pretext']['accuracy']:.1f}% "
@@ -261,7 +236,8 @@ def format_results(results: dict) -> str:
             lines.append(f"{method:<14}" + "".join(f"{100 * accs[b]:>8.1f}%" for b in blocks)
                          + f"{100 * accs[best[method]]:>8.1f}%  {best[method]}")
         lines.append("")
-    lines += _format_downstream(results.get("downstream") or {})
+    down = format_downstream(results.get("downstream") or {})
+    lines += [down, ""] if down else []
     sec = results["seconds"]
     lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in sec.items()))
     lines.append(f"making pretext batches took {100 * results['batch_share']:.1f}% "

@@ -253,7 +253,8 @@ def check_best_pretext_task(best_pretext_task, results: dict) -> bool:
     if answer not in tasks:
         _fail(ex, f"{answer!r} is not one of the compared pretext tasks {tasks}.",
               "the baselines 'random' and 'supervised' are not pretext tasks.")
-    best = max(tasks, key=lambda t: max(results["methods"][t]["linear"].values()))
+    m = results["methods"]
+    best = max(tasks, key=lambda t: m[t]["linear"][m[t]["best_block"]])
     expect_value(ex, "best pretext task", answer, best,
                  hint="compare the 'best' column of the linear probe table, task rows only.")
     return _ok(ex)
@@ -287,18 +288,22 @@ def check_balanced_subset(balanced_subset) -> bool:
 
 
 def check_same_order(same_order, results: dict) -> bool:
-    """Exercise: does pretext accuracy / chance order the tasks as the probe does?"""
+    """Exercise: does the chance-corrected pretext accuracy order the tasks as the best-block
+    probe (block chosen on validation) does?"""
+    from .viz import chance_corrected
+
     ex = "same_order"
     answer = call_answer(ex, same_order)
     if not isinstance(answer, bool):
         _fail(ex, f"return True or False, got {answer!r}.")
     m = results["methods"]
     tasks = results["tasks"]
-    by_pretext = sorted(tasks,
-                        key=lambda t: m[t]["pretext"]["accuracy"] / m[t]["pretext"]["chance"])
-    by_probe = sorted(tasks, key=lambda t: max(m[t]["linear"].values()))
+    by_pretext = sorted(tasks, key=lambda t: chance_corrected(m[t]["pretext"]["accuracy"],
+                                                              m[t]["pretext"]["chance"]))
+    by_probe = sorted(tasks, key=lambda t: m[t]["linear"][m[t]["best_block"]])
     expect_value(ex, "same order", answer, by_pretext == by_probe,
-                 hint=f"by pretext/chance: {by_pretext}; by probe: {by_probe}.")
+                 hint=f"by chance-corrected pretext accuracy: {by_pretext}; by probe: "
+                      f"{by_probe}.")
     return _ok(ex, "Kolesnikov et al. 2019 found the same: pretext accuracy is no feature score.")
 
 

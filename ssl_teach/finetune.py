@@ -432,3 +432,35 @@ def finetune_downstream(methods: dict, dataset: Dataset, profile, *, sizes=(4, 1
             "pretraining_helps": pretraining_helps(out, sizes) if SCRATCH in out else {},
             "recipe": dataclasses.asdict(config), "seeds": list(seeds),
             "skipped_sizes": [str(s) for s in skipped]}
+
+
+def format_downstream(downstream: dict) -> str:
+    """The ``downstream`` part of a run (:func:`finetune_downstream`) as plain text: fine-tuned
+    test accuracy per method and label count (mean ± std over the labelled subsets), each
+    method's gain over from scratch with its spread, and where pretraining helps ("" when
+    nothing was fine-tuned)."""
+    ft = downstream.get("finetune") or {}
+    if not ft:
+        return ""
+    r = downstream["recipe"]
+    sizes = list(next(iter(ft.values())))
+    lines = [f"fine-tuned, all layers ({r['steps']} steps of {r['batch_size']} images; labelled "
+             f"subsets over seeds {downstream['seeds']}; final step chosen on validation)"]
+    head = f"{'labels/class':<22}" + "".join(f"{s:>14}" for s in sizes)
+    lines += [head, "-" * len(head)]
+    for method, table in ft.items():
+        label = "random = scratch" if method == SCRATCH else method
+        lines.append(f"{label:<22}" + "".join(
+            f"{100 * table[s]['mean']:>7.1f}±{100 * table[s]['std']:<4.1f}%" for s in sizes))
+    for method, h in downstream.get("pretraining_helps", {}).items():
+        up = h["up_to"]
+        gains = ", ".join(f"{100 * h['gain'][s]:+.1f} ± {100 * h['spread'][s]:.1f} points at {s}"
+                          for s in h["gain"])
+        lines.append(f"fine-tuning from {method} vs from scratch: {gains}; it beats from "
+                     "scratch by more than the spread "
+                     + (f"up to {up} labels per class" if up is not None
+                        else "at no label count measured"))
+    if downstream.get("skipped_sizes"):
+        lines.append(f"(not enough labelled images for {', '.join(downstream['skipped_sizes'])} "
+                     "labels per class)")
+    return "\n".join(lines)

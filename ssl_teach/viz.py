@@ -232,28 +232,35 @@ def plot_label_efficiency(results: dict, *, ax=None):
     return ax
 
 
+def chance_corrected(accuracy: float, chance: float) -> float:
+    """How far an accuracy goes from chance towards perfect, (acc - chance) / (1 - chance):
+    0 at chance, 1 when every answer is right, whatever the number of classes (dividing by
+    chance instead would rank tasks by their number of classes)."""
+    return (accuracy - chance) / (1 - chance)
+
+
 def plot_pretext_vs_probe(methods: dict, *, ax=None):
-    """Scatter: pretext accuracy (as a multiple of chance) against best-block probe accuracy;
-    returns the axes."""
+    """Scatter: chance-corrected pretext accuracy (:func:`chance_corrected`) against the
+    best-block probe accuracy (block chosen on validation); returns the axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.6))
     for name, m in methods.items():
         if not m.get("pretext"):
             continue
-        x = m["pretext"]["accuracy"] / m["pretext"]["chance"]
+        x = chance_corrected(m["pretext"]["accuracy"], m["pretext"]["chance"])
         y = 100 * m["linear"][m["best_block"]]
         ax.scatter([x], [y], s=40)
         ax.annotate(f"{name} ({100 * m['pretext']['accuracy']:.0f}%)", (x, y), fontsize=8,
                     xytext=(4, 4), textcoords="offset points")
-    random_best = 100 * max(methods["random"]["linear"].values())
+    random = methods["random"]
+    random_best = 100 * random["linear"][random["best_block"]]
     ax.axhline(random_best, ls=":", color="gray")
-    ax.text(ax.get_xlim()[0], random_best + 0.5, " random-init", fontsize=7, color="gray")
-    ax.set_xscale("log")
-    ax.set(xlabel="pretext accuracy / chance (log)", ylabel="best-block linear probe (%)",
+    ax.text(0.01, random_best + 0.5, " random-init", fontsize=7, color="gray")
+    ax.set(xlim=(0, 1.05),
+           xlabel="pretext accuracy, chance-corrected: (acc - chance) / (1 - chance)",
+           ylabel="best-block linear probe (%)",
            title="does a better pretext score mean better features?")
     return ax
-
-
 
 
 def grad_cam(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,

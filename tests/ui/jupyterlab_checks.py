@@ -3,9 +3,10 @@
 nbval proves that every cell runs in a kernel; these checks prove that a learner who opens a
 notebook in JupyterLab sees its widgets and can use them. For each notebook with widgets:
 
-1. JupyterLab (headless, a free port, a random token, a temporary checkpoint cache and a
-   temporary copy of the notebooks, so nothing is written into the repository) opens the
-   notebook in Chromium and runs every cell from the Run menu, as a learner would;
+1. JupyterLab (headless, a free port, a random token, a temporary checkpoint cache -- or the
+   one a ``make test`` of the same run filled, ``$SSL_TEACH_UI_CACHE`` -- and a temporary copy
+   of the notebooks, so nothing is written into the repository) opens the notebook in
+   Chromium and runs every cell from the Run menu, as a learner would;
 2. every interactive section is found by its code cell, its widget views must be in the page
    (sliders, buttons, dropdowns, the figure they draw), and it is used: a slider is moved, a
    quiz question answered, tiles placed; the widget's output must change as it should;
@@ -106,7 +107,8 @@ def lab(tmp_path_factory):
     port, token = _free_port(), os.urandom(16).hex()
     # no MPLBACKEND: the kernel must draw inline, as it does for a learner
     env = {**{k: v for k, v in os.environ.items() if k != "MPLBACKEND"},
-           "SSL_TEACH_CACHE": str(work / "cache"),
+           # $SSL_TEACH_UI_CACHE: a cache `make test` filled in this run (make test-ui CACHE=)
+           "SSL_TEACH_CACHE": os.environ.get("SSL_TEACH_UI_CACHE") or str(work / "cache"),
            "JUPYTERLAB_SETTINGS_DIR": str(work / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(work / "workspaces"),
            "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
