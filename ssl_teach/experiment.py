@@ -21,7 +21,8 @@ from .probe import L2_GRID, ProbeResult, probe
 from .profiles import Profile, get_profile
 from .train import SupervisedTask, Trained, pretext_accuracy, train, untrained
 
-PROBE_VERSION = 2  # 2: validation accuracy per block, the best block chosen on it
+PROBE_VERSION = 3  # 2: validation accuracy per block, the best block chosen on it; 3: 50 L-BFGS
+# iterations per fit (probe.MAX_ITER)
 
 
 def setup(profile: str | Profile = "quick", dataset: str = "scenes", *, seed: int = 0,

@@ -91,7 +91,8 @@ def configuration(kind: str, *, profile="quick", dataset: str = "scenes", tasks=
         "supervised": dataclasses.asdict(train.SupervisedTask()),
         "checkpoint_format": train.CHECKPOINT_FORMAT,
         "probe": {"version": experiment.PROBE_VERSION, "l2_grid": list(probe.L2_GRID),
-                  "min_validation_per_class": probe.MIN_VALIDATION_PER_CLASS},
+                  "min_validation_per_class": probe.MIN_VALIDATION_PER_CLASS,
+                  "max_iter": probe.MAX_ITER},
         "finetune": {"version": finetune.FINETUNE_VERSION,
                      "recipe": dataclasses.asdict(finetune.recipe(prof))},
     }
