@@ -31,11 +31,11 @@ CACHE ?=
 # Lint, unit tests and every notebook under nbval, with a fresh checkpoint cache so that the
 # notebooks really train (and later notebooks reuse what earlier ones trained in this run).
 test: $(STAMP)
+	@[ -z "$(CACHE)" ] || [ -z "$$(ls -A "$(CACHE)" 2>/dev/null)" ] || \
+		{ echo "CACHE=$(CACHE) is not empty: make test trains from a fresh cache" >&2; exit 2; }
 	$(VENV)/bin/ruff check ssl_teach tests notebooks
 	@cache="$(CACHE)"; \
-	if [ -z "$$cache" ]; then cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT; \
-	elif [ -n "$$(ls -A "$$cache" 2>/dev/null)" ]; then \
-		echo "CACHE=$$cache is not empty: make test trains from a fresh cache" >&2; exit 2; fi; \
+	if [ -z "$$cache" ]; then cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT; fi; \
 	mkdir -p "$$cache" && \
 	SSL_TEACH_CACHE="$$cache" MPLBACKEND=Agg $(PY) -m pytest tests notebooks \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 --durations=0

@@ -73,9 +73,26 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
 
 
 def test_ci_runs_the_readme_test_command():
-    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make lab" in readme
+    # the browser checks load what make test trained: one fresh cache folder for both
+    assert re.search(r'make test CACHE="\$cache"\nmake test-ui CACHE="\$cache"', ci)
+    assert re.search(r"cache=\$\(mktemp -d\)", ci)
+
+
+def test_make_test_refuses_a_cache_that_is_not_fresh(tmp_path):
+    """make test CACHE=DIR must train from nothing: a folder with anything in it is refused
+    before a single test runs."""
+    import subprocess
+
+    (tmp_path / "checkpoints").mkdir()
+    # STAMP=/dev/null: the check runs before the environment is needed (none is built here)
+    res = subprocess.run(["make", "-s", "test", f"CACHE={tmp_path}", "STAMP=/dev/null"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0
+    assert "is not empty: make test trains from a fresh cache" in res.stderr
 
 
 # A measured number in prose goes stale the day the code changes: code cells print them.
