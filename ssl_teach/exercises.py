@@ -260,6 +260,31 @@ def check_best_pretext_task(best_pretext_task, results: dict) -> bool:
     return _ok(ex)
 
 
+def check_pretraining_helps(tasks_that_help, results: dict, labels_per_class: int = 16) -> bool:
+    """Exercise: the pretext tasks whose fine-tuning beats fine-tuning from scratch by more
+    than the spread with ``labels_per_class`` labels per class (a set of task names)."""
+    ex = "tasks_that_help"
+    answer = call_answer(ex, tasks_that_help)
+    tasks = results["tasks"]
+    if isinstance(answer, str) or not isinstance(answer, (set, frozenset, list, tuple)):
+        _fail(ex, f"return a set of task names, got {answer!r}.")
+    unknown = set(answer) - set(tasks)
+    if unknown:
+        _fail(ex, f"{sorted(unknown)} are not compared pretext tasks {tasks}.",
+              "'random' (from scratch) and 'supervised' are not pretext tasks.")
+    size = str(labels_per_class)
+    helps = results["pretraining_helps"]
+    expected = {t for t in tasks if helps.get(t, {}).get("helps", {}).get(size)}
+    gains = ", ".join(f"{t} {100 * helps[t]['gain'][size]:+.1f} ± "
+                      f"{100 * helps[t]['spread'][size]:.1f}" for t in tasks
+                      if size in helps.get(t, {}).get("gain", {}))
+    expect_value(ex, "tasks that help", set(answer), expected,
+                 hint=f"a task helps when its gain over from scratch is larger than the spread "
+                      f"(gain ± spread in points: {gains}).")
+    return _ok(ex, "A gain smaller than its spread names no winner: another choice of the "
+                   "labelled images could reverse it.")
+
+
 def check_balanced_subset(balanced_subset) -> bool:
     """Exercise: indices of a class-balanced random subset, seeded, without repeats."""
     ex = "balanced_subset"

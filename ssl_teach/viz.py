@@ -196,20 +196,32 @@ def plot_probe_heatmap(methods: dict, *, metric: str = "linear", ax=None):
     return ax
 
 
-def plot_label_efficiency(results: dict, *, ax=None):
-    """Best-block linear probe accuracy against labels per class (log scale), mean ± std over
-    the label-subset seeds, plus fine-tuning from scratch where it was run; returns the axes."""
+def plot_label_efficiency(results: dict, *, key: str = "label_efficiency", ax=None):
+    """Test accuracy against labelled images per class (log scale), mean ± std over the
+    label-subset seeds, one line per method, from a :func:`ssl_teach.compare.compare` result
+    (or a committed record's ``results``). ``key``: "label_efficiency" (the best-block linear
+    probe of frozen features; fine-tuning from scratch is drawn too where it was run) or
+    "finetune" (every layer fine-tuned; "random" is training from scratch). Returns the axes."""
+    if key not in ("label_efficiency", "finetune"):
+        raise ValueError(f"key must be 'label_efficiency' or 'finetune', got {key!r}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4))
     sizes = results["sizes"]
     numeric = [int(s) for s in sizes if s != "all"]
     x_all = 8 * max(numeric) if numeric else 1  # "all" is drawn at the right end
-    rows = [(name, m["label_efficiency"], "-o") for name, m in results["methods"].items()
-            if name != "supervised"]
-    rows.append(("supervised (probe)", results["methods"]["supervised"]["label_efficiency"],
-                 "-s"))
-    if results.get("scratch_supervised"):  # fine-tuned from random init, when it was run
-        rows.append(("fine-tuned from scratch", results["scratch_supervised"], "--k^"))
+    rows = []
+    for name, m in results["methods"].items():
+        if key == "finetune":
+            label = "from scratch (random init)" if name == "random" else name
+            style = "--k^" if name == "random" else ("-s" if name == "supervised" else "-o")
+            rows.append((label, m.get("finetune") or {}, style))
+        elif name != "supervised":
+            rows.append((name, m["label_efficiency"], "-o"))
+    if key == "label_efficiency":
+        rows.append(("supervised (probe)", results["methods"]["supervised"]["label_efficiency"],
+                     "-s"))
+        if results.get("scratch_supervised"):  # fine-tuned from random init, when it was run
+            rows.append(("fine-tuned from scratch", results["scratch_supervised"], "--k^"))
     for name, le, style in rows:
         xs, ys, es = [], [], []
         for s in sizes:
@@ -218,7 +230,8 @@ def plot_label_efficiency(results: dict, *, ax=None):
             xs.append(x_all if s == "all" else int(s))
             ys.append(100 * le[s]["mean"])
             es.append(100 * le[s]["std"])
-        ax.errorbar(xs, ys, yerr=es, fmt=style, capsize=3, label=name, ms=4)
+        if xs:
+            ax.errorbar(xs, ys, yerr=es, fmt=style, capsize=3, label=name, ms=4)
     ticks, labels = list(numeric), [str(t) for t in numeric]
     if "all" in sizes:
         ticks.append(x_all)
@@ -226,10 +239,41 @@ def plot_label_efficiency(results: dict, *, ax=None):
     ax.set_xscale("log")
     ax.set_xticks(ticks, labels)
     ax.minorticks_off()
+    what = ("linear probe, frozen features" if key == "label_efficiency"
+            else "fine-tuned, every layer")
     ax.set(xlabel="labelled images per class", ylabel="test accuracy (%)", ylim=(0, 102),
-           title="label efficiency (best block, mean ± std over label subsets)")
+           title=f"{what} (mean ± std over label subsets)")
     ax.legend(fontsize=7)
     return ax
+
+
+def plot_sweep(results: dict, *, axes=None):
+    """A :func:`ssl_teach.sweep.sweep` result (or a committed record's ``results``): per task,
+    the best-block linear probe (left) and the fine-tuned accuracy with the sweep's labels per
+    class, mean ± std over the label subsets (right), against the pretraining budget as a
+    multiple of the profile's; fine-tuning from scratch as a band. Returns the two axes."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    ax_probe, ax_ft = axes
+    mult = results["multipliers"]
+    for name, rows in results["runs"].items():
+        xs = [r["multiplier"] for r in rows]
+        ax_probe.plot(xs, [100 * r["probe"]["linear"] for r in rows], "-o", ms=4, label=name)
+        ax_ft.errorbar(xs, [100 * r["finetune"]["mean"] for r in rows],
+                       yerr=[100 * r["finetune"]["std"] for r in rows], fmt="-o", ms=4,
+                       capsize=3, label=name)
+    s = results["scratch"]
+    lo, hi = 100 * (s["mean"] - s["std"]), 100 * (s["mean"] + s["std"])
+    ax_ft.axhspan(lo, hi, color="gray", alpha=0.25, label="from scratch (± std)")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(mult, [f"{m}x" for m in mult])
+        ax.minorticks_off()
+        ax.set(xlabel="pretraining budget (x the profile's)", ylabel="test accuracy (%)")
+        ax.legend(fontsize=7)
+    ax_probe.set_title("linear probe, best block (chosen on validation)")
+    ax_ft.set_title(f"fine-tuned with {results['size']} labels per class")
+    return axes
 
 
 def chance_corrected(accuracy: float, chance: float) -> float:

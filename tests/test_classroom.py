@@ -267,3 +267,23 @@ def test_every_package_the_command_line_imports_is_a_core_dependency():
     assert not missing, f"imported but not core dependencies (package: importing module): " \
         f"{missing}"
     assert "nbformat" in packages
+
+
+def test_the_comparison_exercises_read_the_spread_and_the_chance_corrected_order():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_results import fake_compare
+
+    res = fake_compare()  # from scratch is above every task there: no task helps
+    assert exercises.check_pretraining_helps(lambda: set(), res)
+    with pytest.raises(exercises.ExerciseError,
+                       match=r"(?s)tasks that help.*gain over from scratch.*rotation -40\.0"):
+        exercises.check_pretraining_helps(lambda: {"rotation"}, res)
+    with pytest.raises(exercises.ExerciseError, match="not pretext tasks"):
+        exercises.check_pretraining_helps(lambda: {"random"}, res)
+    with pytest.raises(exercises.ExerciseError, match="set of task names"):
+        exercises.check_pretraining_helps(lambda: "rotation", res)
+    # every task at 90% pretext accuracy, one chance: the chance-corrected order is the name
+    # order of a stable sort, which the probe order (rising accuracies) matches
+    assert exercises.check_same_order(lambda: True, res)

@@ -279,3 +279,14 @@ def test_the_recipe_follows_the_profile_precision():
     assert ft.recipe(forced) == dataclasses.replace(ft.RECIPES["quick"], precision="float32")
     with pytest.raises(ValueError, match="precision"):
         FinetuneConfig(precision="half")
+
+
+def test_format_downstream_states_gain_spread_and_verdict():
+    down = {"finetune": {"rotation": {"16": {"mean": 0.4, "std": 0.05, "runs": [0.4] * 3}},
+                         "random": {"16": {"mean": 0.2, "std": 0.01, "runs": [0.2] * 3}}},
+            "recipe": dataclasses.asdict(TINY), "seeds": [0, 1, 2], "skipped_sizes": []}
+    down["pretraining_helps"] = ft.pretraining_helps(down["finetune"], ["16"])
+    text = ft.format_downstream(down)
+    assert "random = scratch" in text and "+20.0 ± 5.1 points at 16" in text
+    assert "up to 16 labels per class" in text
+    assert ft.format_downstream({"finetune": {}}) == ""
