@@ -44,8 +44,8 @@ from .cache import CorruptCacheFile, atomic_write_text, cache_dir, config_key
 from .data import Dataset, to_float
 from .probe import labelled_subset, pooled_grid, validation_split
 from .train import (
-    Trained, _grad_scaler, _index_batches, autocast_dtype, check_precision, precision_name,
-    select_device,
+    Trained, _grad_scaler, _index_batches, _optimiser_step, autocast_dtype, check_precision,
+    precision_name, select_device,
 )
 
 SCRATCH = "random"
@@ -308,14 +308,7 @@ def finetune(init: Trained, dataset: Dataset, indices: torch.Tensor | None = Non
         y = targets_all.index_select(0, idx).to(dev)
         with torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext():
             loss = nn.functional.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            opt.step()
-        else:  # float16: scale the loss so that small gradients do not underflow
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+        _optimiser_step(loss, opt, scaler)
         sched.step()
         losses.append(loss.detach())
         done = step + 1

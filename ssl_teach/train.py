@@ -377,6 +377,19 @@ def _grad_scaler():
     return torch.cuda.amp.GradScaler()
 
 
+def _optimiser_step(loss: torch.Tensor, opt, scaler=None) -> None:
+    """Gradients of ``loss`` and one step of ``opt``; with a float16 ``scaler`` the loss is
+    scaled so that small gradients do not underflow."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+
 def _fits_on_gpu(tensor: torch.Tensor, device: torch.device) -> bool:
     """Whether ``tensor`` takes under a quarter of the GPU's free memory."""
     free, _ = torch.cuda.mem_get_info(device)
@@ -531,14 +544,7 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
             with (torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()):
                 logits = model(inputs)
                 loss = nn.functional.cross_entropy(logits.float(), targets)
-            opt.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                opt.step()
-            else:  # float16: scale the loss so that small gradients do not underflow
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
+            _optimiser_step(loss, opt, scaler)
             sched.step()
             clock.mark()
             seen += len(targets)
