@@ -336,6 +336,38 @@ def check_same_order(same_order, results: dict) -> bool:
 # 03_jigsaw
 
 
+def judge_prediction(exercise: str, answer, measured: str, choices: tuple[str, ...],
+                     evidence: str) -> bool:
+    """A predict-then-run answer, written before the run: it must be one of ``choices`` and is
+    compared with the choice the run measured; ``evidence`` (the numbers) is shown either way."""
+    if answer not in choices:
+        _fail(exercise, f"return one of {', '.join(map(repr, choices))}, got {answer!r}.")
+    if answer != measured:
+        _fail(exercise, f"you predicted {answer!r}; the run measured {measured!r}: {evidence}.",
+              "a wrong prediction is worth keeping: which assumption behind it do the numbers "
+              "contradict?")
+    return _ok(exercise, f"The run measured {measured!r}: {evidence}.")
+
+
+SWAP = ("gap and jitter", "touching tiles")
+"""The two jigsaw networks (and puzzle kinds) of 03's swap test."""
+
+
+def check_swap_prediction(predict_swap, swap: dict) -> bool:
+    """Predict, then run: shown gapped puzzles, does the network trained on touching tiles
+    solve "most" (more than half) of what it solves on touching tiles, or "little"?
+    ``swap[(trained on, tested on)]`` holds the four puzzle accuracies."""
+    ex = "predict_swap"
+    answer = call_answer(ex, predict_swap)
+    gapped, touching = SWAP
+    kept = swap[touching, gapped] / swap[touching, touching]
+    measured = "most" if kept > 0.5 else "little"
+    return judge_prediction(
+        ex, answer, measured, ("most", "little"),
+        f"{100 * swap[touching, gapped]:.1f}% of gapped puzzles against "
+        f"{100 * swap[touching, touching]:.1f}% of touching ones, {100 * kept:.0f}% kept")
+
+
 def check_hamming(hamming_distance) -> bool:
     """Exercise: the Hamming distance between two orders of the nine tiles."""
     ex = "hamming_distance"

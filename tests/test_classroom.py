@@ -287,3 +287,15 @@ def test_the_comparison_exercises_read_the_spread_and_the_chance_corrected_order
     # every task at 90% pretext accuracy, one chance: the chance-corrected order is the name
     # order of a stable sort, which the probe order (rising accuracies) matches
     assert exercises.check_same_order(lambda: True, res)
+
+
+def test_a_prediction_is_checked_against_what_the_run_measured():
+    gapped, touching = exercises.SWAP
+    swap = {(gapped, gapped): 0.8, (gapped, touching): 0.6,
+            (touching, touching): 0.8, (touching, gapped): 0.3}
+    assert exercises.check_swap_prediction(lambda: "little", swap)
+    with pytest.raises(exercises.ExerciseError, match=r"predicted 'most'; the run measured "
+                                                      r"'little': 30\.0% of gapped"):
+        exercises.check_swap_prediction(lambda: "most", swap)
+    with pytest.raises(exercises.ExerciseError, match="return one of 'most', 'little'"):
+        exercises.check_swap_prediction(lambda: "a lot", swap)
