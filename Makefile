@@ -1,4 +1,5 @@
-# `make lab` opens the notebooks; `make test` and `make test-ui` are everything CI checks.
+# `make lab` opens the notebooks; `make test`, `make test-ui`, `make book` and `make test-book`
+# are everything CI checks.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -6,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test test-ui student profile-notebooks clean
+.PHONY: lab test test-ui book test-book student profile-notebooks clean
 
 # Create the virtual environment on first use; reinstall when the dependencies change.
 $(STAMP): pyproject.toml
@@ -48,6 +49,22 @@ test-ui: $(STAMP)
 	@[ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || \
 		$(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
 	SSL_TEACH_UI_CACHE="$(CACHE)" $(PY) -m pytest tests/ui/jupyterlab_checks.py -v --durations=0
+
+# The course as a static HTML book in build/book/: every notebook executed (through the
+# checkpoint cache: CACHE, else $$SSL_TEACH_CACHE or the default one), with its figures, an index
+# page, navigation and search. Installs what is missing (Sphinx, MyST-NB, the book theme).
+book: $(STAMP)
+	@$(PY) -c 'import myst_nb, sphinx_book_theme, jupyter_server_mathjax' 2>/dev/null || \
+		$(PY) -m pip install -q -e '.[book]'
+	$(if $(CACHE),SSL_TEACH_CACHE="$(CACHE)") MPLBACKEND=Agg $(PY) -m ssl_teach book --out build/book
+
+# The built book in Chromium: every page loads without console errors, every figure has a size,
+# navigation and search work; screenshots in build/book-shots/.
+test-book: $(STAMP)
+	@$(PY) -c 'import playwright' 2>/dev/null || $(PY) -m pip install -q -e '.[ui]'
+	@[ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || \
+		$(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
+	$(PY) -m pytest tests/ui/book_checks.py -v
 
 # Every notebook once, in order, with a fresh checkpoint cache (as `make test`): the seconds of
 # each per stage (data, pretext training, baselines, evaluation, probes, plots, widgets, rest).

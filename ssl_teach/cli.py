@@ -213,6 +213,21 @@ def _parser() -> argparse.ArgumentParser:
                          help="replace student copies already in --out and remove the ones "
                               "written before for notebooks that no longer exist (files with "
                               "solutions and files not written here are never touched)")
+    book = sub.add_parser(
+        "book", help="build the course as a static HTML book: every notebook executed",
+        description="Execute every notebook in order (through the checkpoint cache, "
+                    "$SSL_TEACH_CACHE) and render the course into a static HTML site with "
+                    "Sphinx and MyST-NB: an index page, every chapter with its figures and "
+                    "numbers, navigation and search. The site is moved into --out only when "
+                    "the build succeeded.")
+    book.add_argument("--out", type=Path, default=Path("build/book"),
+                      help="folder of the site (default: build/book); its Sphinx source is "
+                           "written next to it (build/book-src)")
+    book.add_argument("--notebooks", type=Path, default=None,
+                      help="folder of the notebooks (default: the course's notebooks)")
+    book.add_argument("--timeout", type=int, default=1800,
+                      help="seconds one cell may run (default: 1800)")
+    book.add_argument("--quiet", action="store_true", help="only warnings and errors")
     return p
 
 
@@ -389,10 +404,18 @@ def _run(args) -> None:
     _emit(text, results, args.out)
 
 
+def _book(args) -> None:
+    from .book import NOTEBOOKS, build, describe
+
+    index = build(args.out, notebooks=args.notebooks or NOTEBOOKS, timeout=args.timeout,
+                  quiet=args.quiet)
+    print(describe(index))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = {"run": _run, "compare": _compare, "bench": _bench, "student": _student,
-               "sweep": _sweep, "results": _results}[args.command]
+               "sweep": _sweep, "results": _results, "book": _book}[args.command]
     try:
         command(args)
     except ValueError as err:  # bad input or data: one clear line, exit status 2

@@ -7,6 +7,10 @@ buttons and sliders call, so a notebook — or a test — can drive it without a
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+
 import ipywidgets as w
 import matplotlib.pyplot as plt
 import torch
@@ -17,11 +21,58 @@ from .viz import to_display
 
 
 def show_in(out: w.Output, fig) -> None:
-    """Replace what an Output widget shows with a matplotlib figure."""
+    """Replace what an Output widget shows with a matplotlib figure (and keep it as a PNG for
+    the widget's static view, see :func:`static_html`)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    out.static_png = buffer.getvalue()
     with out:
         clear_output(wait=True)
         display(fig)
     plt.close(fig)
+
+
+def _clear(out: w.Output) -> None:
+    """Empty an Output widget (and its static view)."""
+    out.static_png = None
+    with out:
+        clear_output()
+
+
+STATIC_NOTE = ("This is the widget as it stood when the page was built; "
+               "open the notebook in JupyterLab to use it.")
+
+
+def static_html(widget: w.Widget) -> str:
+    """The view of a widget tree as plain HTML, as it stands now: boxes as rows and columns,
+    figures as images, text as text, controls with their values (not interactive).
+
+    A page built without a kernel (the course's book) shows this in place of the live widget;
+    JupyterLab shows the live widget and ignores it.
+    """
+    if isinstance(widget, w.Box):
+        direction = "row" if isinstance(widget, w.HBox) else "column"
+        style = f"display:flex;flex-direction:{direction};gap:6px;flex-wrap:wrap"
+        if isinstance(widget, w.GridBox):
+            columns = widget.layout.grid_template_columns or "auto"
+            style = f"display:grid;grid-template-columns:{columns};gap:4px"
+        inner = "".join(static_html(c) for c in widget.children)
+        return f'<div style="{style};align-items:flex-start">{inner}</div>'
+    if isinstance(widget, w.Output):
+        png = getattr(widget, "static_png", None)
+        if not png:
+            return "<div></div>"
+        data = base64.b64encode(png).decode("ascii")
+        return f'<img alt="figure" src="data:image/png;base64,{data}"/>'
+    if isinstance(widget, w.HTML):
+        return f"<div>{widget.value}</div>"
+    if isinstance(widget, w.Button):
+        return f"<button disabled>{html.escape(widget.description)}</button>"
+    if isinstance(widget, (w.IntSlider, w.FloatSlider, w.Dropdown)):
+        value = widget.label if isinstance(widget, w.Dropdown) else widget.value
+        return (f"<span><b>{html.escape(widget.description)}</b> "
+                f"<code>{html.escape(str(value))}</code></span>")
+    return f"<span>{html.escape(type(widget).__name__)}</span>"
 
 
 @torch.no_grad()
@@ -39,8 +90,13 @@ class _Widget:
 
     widget: w.Widget
 
-    def _ipython_display_(self):
-        display(self.widget)
+    def _repr_mimebundle_(self, **kwargs):
+        """The live widget for JupyterLab, and its static view (:func:`static_html`) for pages
+        rendered without a kernel."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/html"] = (f'<div class="ssl-teach-widget">{static_html(self.widget)}'
+                               f'<p><em>{STATIC_NOTE}</em></p></div>')
+        return bundle
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,8 +207,7 @@ class RotationQuiz(_Widget):
         score = (f"you {self.learner_score}/{n} · network {self.model_score}/{n}")
         if self.done:
             self.status.value = f"<b>Finished.</b> {score}"
-            with self.out:
-                clear_output()
+            _clear(self.out)
             return
         last = ""
         if n:
@@ -275,8 +330,7 @@ class JigsawGame(_Widget):
                 f"{1000 * s['network']['seconds']:.1f} ms each")
         if self.done:
             self.status.value = f"<b>Finished.</b> {line}"
-            with self.out:
-                clear_output()
+            _clear(self.out)
             return
         self.status.value = f"Puzzle {n + 1}/{len(self.orders)} · {line}"
         fig, ax = plt.subplots(figsize=(2.6, 2.6))
@@ -370,8 +424,7 @@ class RelativePatchGame(_Widget):
                     f"{self.class_names[m]}")
         if self.done:
             self.status.value = f"<b>Finished.</b> {score}{last}"
-            with self.out:
-                clear_output()
+            _clear(self.out)
             return
         self.status.value = f"Pair {n + 1}/{len(self.targets)} · {score}{last}"
         fig, axes = plt.subplots(1, 2, figsize=(3.6, 1.9))

@@ -80,6 +80,8 @@ def test_ci_runs_the_readme_test_command():
     # the browser checks load what make test trained: one fresh cache folder for both
     assert re.search(r'make test CACHE="\$cache"\nmake test-ui CACHE="\$cache"', ci)
     assert re.search(r"cache=\$\(mktemp -d\)", ci)
+    # then the book, built from the same cache, and its browser check
+    assert re.search(r'make test-ui CACHE="\$cache"\nmake book CACHE="\$cache"\nmake test-book', ci)
 
 
 def test_make_test_refuses_a_cache_that_is_not_fresh(tmp_path):
