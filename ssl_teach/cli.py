@@ -128,10 +128,16 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--sizes", default="4,16,64,256,all",
                      help="labelled images per class, comma-separated, increasing, 'all' last "
                           "(default: 4,16,64,256,all)")
+    cmp.add_argument("--train-seeds", default=None, metavar="SEEDS",
+                     help="instead of the label-efficiency study: train every task and both "
+                          "baselines with each of these (at least three) training seeds, e.g. "
+                          "0,1,2, and report the spread of the pretext accuracy and of the "
+                          "best-block probe over them, and which tasks it can rank")
     cmp.add_argument("--record", action="store_true",
                      help="also write the results with their provenance (date, machine, "
                           "command, configuration fingerprint) into the package's results "
-                          "folder, ssl_teach/results/, for committing")
+                          "folder, ssl_teach/results/, for committing (with --train-seeds: "
+                          "seeds-PROFILE-DATASET.json)")
     _add_workers(cmp)
     _add_precision(cmp)
     cmp.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -287,6 +293,17 @@ def _compare(args) -> None:
 
     _preflight(args)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if args.train_seeds is not None:
+        from .compare import format_seed_spread, seed_spread
+
+        results = seed_spread(tasks, profile=_profile(args), dataset=args.dataset,
+                              train_seeds=_int_list(args.train_seeds, "--train-seeds"),
+                              device=args.device, progress=not args.quiet,
+                              data_dir=args.data_dir, download=args.download,
+                              workers=args.workers)
+        _emit(format_seed_spread(results), results, args.out)
+        _record("seeds", results, args)
+        return
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     results = compare(tasks, profile=_profile(args), dataset=args.dataset,
                       seeds=_int_list(args.seeds, "--seeds"), device=args.device,

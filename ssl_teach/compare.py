@@ -15,11 +15,17 @@ class, over several seeds of the labelled subset (mean ± std), it measures for 
 Per method it then states the label count up to which fine-tuning from it beats fine-tuning
 from scratch by more than the spread (:func:`pretraining_helps`). Nothing is chosen on the test
 split. ``python -m ssl_teach compare`` and ``05_comparing_pretext_tasks`` both call it.
+
+All of that trains each method with one seed. :func:`seed_spread` (``compare --train-seeds
+0,1,2``) asks how much that seed decides: every task and both baselines trained with each of
+several training seeds, the pretext accuracy and the best-block probe of each, their mean ± std,
+and which pairs of tasks that spread can rank (:func:`rank_tasks`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import torch
@@ -33,9 +39,9 @@ from .pretext import TASKS
 from .probe import extract_features, labelled_subset, select_probe
 from .train import pretext_accuracy
 
-__all__ = ["EVAL_IMAGES", "LABELS_PER_CLASS", "SCRATCH", "check_sizes", "compare",
-           "format_compare", "label_efficiency", "labelled_subset", "pretraining_helps",
-           "subset_probe"]
+__all__ = ["EVAL_IMAGES", "LABELS_PER_CLASS", "SCRATCH", "TRAIN_SEEDS", "check_sizes", "compare",
+           "format_compare", "format_seed_spread", "label_efficiency", "labelled_subset",
+           "pretraining_helps", "rank_tasks", "seed_spread", "subset_probe"]
 
 LABELS_PER_CLASS = (4, 16, 64, 256, "all")
 """Labelled images per class in the label-efficiency tables ("all": the whole train split)."""
@@ -198,6 +204,100 @@ def compare(tasks=tuple(TASKS), *, profile="quick", dataset="scenes", seeds=(0, 
             "pretraining_helps": helps,
             # from scratch = fine-tuned from the random initialisation (the plots' name)
             "scratch_supervised": info[SCRATCH]["finetune"], "seconds": seconds}
+
+
+TRAIN_SEEDS = (0, 1, 2)
+"""Training seeds of ``compare --train-seeds`` (model initialisation, batch order, pretext
+parameters)."""
+
+
+def _distinct(a: dict, b: dict) -> tuple[float, float, bool]:
+    """(difference of the means, its spread sqrt(std_a² + std_b²), whether the difference is
+    larger than the spread): the rule of :func:`pretraining_helps`."""
+    diff = a["mean"] - b["mean"]
+    spread = math.hypot(a["std"], b["std"])
+    return diff, spread, abs(diff) > spread
+
+
+def rank_tasks(methods: dict, tasks) -> list[dict]:
+    """Every pair of tasks by their best-block probe over training seeds, the better first:
+    [{"pair": [better, worse], "difference", "spread", "ranked"}]. ``ranked`` is False where
+    the difference is within the spread: those two cannot be ordered by this measurement."""
+    out = []
+    tasks = list(tasks)
+    for i, a in enumerate(tasks):
+        for b in tasks[i + 1:]:
+            diff, spread, ranked = _distinct(methods[a]["probe"], methods[b]["probe"])
+            pair = [a, b] if diff >= 0 else [b, a]
+            out.append({"pair": pair, "difference": abs(diff), "spread": spread,
+                        "ranked": ranked})
+    return out
+
+
+def seed_spread(tasks=tuple(TASKS), *, profile="quick", dataset="scenes",
+                train_seeds=TRAIN_SEEDS, device="auto", progress: bool = True, data_dir=None,
+                download: bool = False, workers: int | None = None) -> dict:
+    """How much do the results move with the training seed? Every task and both baselines
+    trained (or loaded) with each of ``train_seeds``; for each, the held-out pretext accuracy
+    and the linear probe of the best block (block and L2 chosen on validation, all labels);
+    per method the mean ± std over the seeds, and which pairs of tasks the spread can rank
+    (:func:`rank_tasks`). ``python -m ssl_teach compare --train-seeds 0,1,2``."""
+    train_seeds = [int(s) for s in train_seeds]
+    if len(set(train_seeds)) < 3 or len(set(train_seeds)) != len(train_seeds):
+        raise ValueError(f"give at least three different training seeds to measure a spread "
+                         f"(e.g. 0,1,2), got {train_seeds}")
+    for t in tasks:
+        if t not in TASKS:
+            raise ValueError(f"unknown pretext task {t!r}; choose from: {', '.join(TASKS)}")
+    t0 = time.perf_counter()
+    prof, data = setup(profile, dataset, seed=0, data_dir=data_dir, download=download,
+                       device=device, tasks=[*tasks, None], needs_labels=True,
+                       train_seeds=train_seeds)
+    runs: dict[str, list[dict]] = {}
+    for seed in train_seeds:
+        for name in tasks:
+            model = pretrain(prof.task(name), data, prof, seed=seed, device=device,
+                             progress=progress, workers=workers)
+            r = probe_cached(model, data, device=device)
+            runs.setdefault(name, []).append({
+                "seed": seed, "probe": r.best_linear, "block": r.best_block,
+                "pretext": pretext_accuracy(model, data, device=device, limit=EVAL_IMAGES)})
+        for name, model in baselines(data, prof, seed=seed, device=device, progress=progress,
+                                     workers=workers).items():
+            r = probe_cached(model, data, device=device)
+            runs.setdefault(name, []).append({"seed": seed, "probe": r.best_linear,
+                                              "block": r.best_block, "pretext": None})
+    methods = {}
+    for name, rs in runs.items():
+        methods[name] = {"probe": summary([r["probe"] for r in rs]),
+                         "blocks": [r["block"] for r in rs],
+                         "pretext": (summary([r["pretext"] for r in rs])
+                                     if rs[0]["pretext"] is not None else None)}
+    return {"profile": prof.name, "dataset": dataset, "tasks": list(tasks),
+            "train_seeds": train_seeds, "methods": methods,
+            "ranking": rank_tasks(methods, tasks),
+            "seconds": {"total": time.perf_counter() - t0}}
+
+
+def format_seed_spread(results: dict) -> str:
+    """The spread over training seeds as plain text: per method the best-block probe and the
+    pretext accuracy (mean ± std), then which tasks the spread can rank."""
+    seeds = results["train_seeds"]
+    lines = [f"spread over training seeds {seeds} on {results['dataset']} ({results['profile']} "
+             f"profile; best block chosen on validation, all labels)", ""]
+    head = f"{'method':<16}{'probe':>16}{'blocks':>26}{'pretext':>16}"
+    lines += [head, "-" * len(head)]
+    for name, m in results["methods"].items():
+        pre = m["pretext"]
+        lines.append(f"{name:<16}{_cell(m['probe']):>16}{', '.join(m['blocks']):>26}"
+                     f"{_cell(pre) if pre else '-':>16}")
+    lines += ["", "which tasks can be ranked (probe difference > its spread over the seeds):"]
+    for r in results["ranking"]:
+        a, b = r["pair"]
+        verdict = f"{a} > {b}" if r["ranked"] else f"{a} and {b}: within the spread, no ranking"
+        lines.append(f"  {verdict} (difference {100 * r['difference']:.1f}, spread "
+                     f"{100 * r['spread']:.1f} points)")
+    return "\n".join(lines)
 
 
 def _cell(v) -> str:

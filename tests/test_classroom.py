@@ -288,9 +288,23 @@ def test_the_comparison_exercises_read_the_spread_and_the_chance_corrected_order
         exercises.check_pretraining_helps(lambda: {"random"}, res)
     with pytest.raises(exercises.ExerciseError, match="set of task names"):
         exercises.check_pretraining_helps(lambda: "rotation", res)
-    # every task at 90% pretext accuracy, one chance: the chance-corrected order is the name
-    # order of a stable sort, which the probe order (rising accuracies) matches
+    # every task at 90% pretext accuracy, one chance: the pretext score ties every pair the
+    # probe ranks, so it does not put the same task ahead
+    assert exercises.check_same_order(lambda: False, res)
+    # pretext accuracies rising with the probe: the same order on every pair
+    for i, t in enumerate(res["tasks"]):
+        res["methods"][t]["pretext"] = {"accuracy": 0.5 + 0.1 * i, "chance": 0.25}
     assert exercises.check_same_order(lambda: True, res)
+    # only the pairs the spread over training seeds ranks count: with the first two tasks
+    # swapped by the pretext score, the answer depends on whether that pair is ranked
+    first, second = res["tasks"][:2]
+    res["methods"][first]["pretext"]["accuracy"] = 0.65
+    spread = {"ranking": [{"pair": [second, first], "ranked": False},
+                          {"pair": [res["tasks"][3], second], "ranked": True}]}
+    assert exercises.check_same_order(lambda: False, res)  # every pair: the swap counts
+    assert exercises.check_same_order(lambda: True, res, spread)  # the swapped pair is not ranked
+    with pytest.raises(exercises.ExerciseError, match="same order"):
+        exercises.check_same_order(lambda: False, res, spread)
 
 
 def test_a_prediction_is_checked_against_what_the_run_measured():

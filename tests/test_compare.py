@@ -163,3 +163,45 @@ def test_sweep_trains_each_budget_and_fine_tunes_it(tiny_profile):
         sweep(["rotation"], multipliers=(0,), progress=False)
     with pytest.raises(ValueError, match="unknown pretext task"):
         sweep(["colour"], progress=False)
+
+
+def test_seed_spread_trains_every_method_with_every_training_seed(tiny_profile, capsys):
+    from ssl_teach import cli
+    from ssl_teach.compare import format_seed_spread, seed_spread
+
+    res = seed_spread(["rotation", "jigsaw"], train_seeds=(0, 1, 2), progress=False)
+    assert set(res["methods"]) == {"rotation", "jigsaw", "random", "supervised"}
+    for name, m in res["methods"].items():
+        assert len(m["probe"]["runs"]) == 3 and len(m["blocks"]) == 3
+        assert (m["pretext"] is None) == (name in ("random", "supervised"))
+    # the seeds really differ: three random initialisations probe differently
+    assert len(set(res["methods"]["random"]["probe"]["runs"])) > 1
+    assert len(res["ranking"]) == 1 and set(res["ranking"][0]["pair"]) == {"rotation", "jigsaw"}
+    text = format_seed_spread(res)
+    assert "training seeds [0, 1, 2]" in text and "rotation" in text
+    # the command line: --train-seeds measures the spread instead of the label efficiency
+    assert cli.main(["compare", "--tasks", "rotation,jigsaw", "--train-seeds", "0,1,2",
+                     "--quiet"]) == 0
+    assert "which tasks can be ranked" in capsys.readouterr().out
+
+
+def test_seed_spread_needs_three_different_seeds(tiny_profile):
+    from ssl_teach.compare import seed_spread
+
+    for seeds in ((0, 1), (0, 1, 1)):
+        with pytest.raises(ValueError, match="at least three different training seeds"):
+            seed_spread(["rotation"], train_seeds=seeds, progress=False)
+    with pytest.raises(ValueError, match="unknown pretext task 'spin'"):
+        seed_spread(["spin"], progress=False)
+
+
+def test_tasks_within_the_spread_are_not_ranked():
+    from ssl_teach.compare import rank_tasks
+
+    def s(mean, std):
+        return {"mean": mean, "std": std, "runs": [mean]}
+
+    methods = {"a": {"probe": s(0.70, 0.01)}, "b": {"probe": s(0.60, 0.01)},
+               "c": {"probe": s(0.69, 0.02)}}
+    ranking = {tuple(r["pair"]): r["ranked"] for r in rank_tasks(methods, ["a", "b", "c"])}
+    assert ranking == {("a", "b"): True, ("a", "c"): False, ("c", "b"): True}

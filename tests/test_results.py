@@ -13,7 +13,7 @@ from ssl_teach.pretext import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-EXPECTED = ("compare-quick-scenes", "sweep-quick-scenes")
+EXPECTED = ("compare-quick-scenes", "seeds-quick-scenes", "sweep-quick-scenes")
 """The records the README's tables come from, once they are committed."""
 
 
@@ -180,3 +180,31 @@ def test_record_files_are_not_ignored_by_git():
         res = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q",
                               f"ssl_teach/results/{name}.json"], capture_output=True)
         assert res.returncode == 1, f"git ignores ssl_teach/results/{name}.json"
+
+
+def fake_seeds() -> dict:
+    from ssl_teach.compare import rank_tasks
+
+    methods = {name: {"probe": _summary(0.5 + 0.05 * i), "blocks": ["block3"] * 3,
+                      "pretext": _summary(0.9) if name in TASKS else None}
+               for i, name in enumerate([*TASKS, "random", "supervised"])}
+    return {"profile": "quick", "dataset": "scenes", "tasks": list(TASKS),
+            "train_seeds": [0, 1, 2], "methods": methods,
+            "ranking": rank_tasks(methods, TASKS)}
+
+
+def test_a_seeds_record_checks_and_says_which_tasks_it_ranks(tmp_path):
+    path = results.write_record("seeds", fake_seeds(), command="python -m ssl_teach compare "
+                                "--train-seeds 0,1,2 --record", folder=tmp_path)
+    assert path.name == "seeds-quick-scenes.json"
+    rec = results.check(path)
+    assert rec["config"]["params"]["train_seeds"] == [0, 1, 2]
+    table = results.markdown(rec)
+    assert "training seeds 0, 1, 2" in table and "| random | 70.0 ± 1.0 |" in table
+    assert "yes:" in table  # 5 points apart with a spread of 1.4
+
+
+def test_an_empty_block_does_not_swallow_the_next_one():
+    text = ("<!-- results: a -->\n<!-- /results -->\n\nprose\n\n"
+            "<!-- results: b -->\n| x |\n<!-- /results -->\n")
+    assert results.readme_blocks(text) == {"a": "", "b": "| x |"}

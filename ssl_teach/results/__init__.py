@@ -1,12 +1,13 @@
-"""Committed results of the long runs (``compare``, ``sweep``), with their provenance.
+"""Committed results of the long runs (``compare``, ``compare --train-seeds``, ``sweep``), with
+their provenance.
 
 A *record* is one JSON file in this folder (shipped as package data, so the notebooks can plot
 it wherever the package is installed)::
 
-    {"format": 1, "kind": "compare" | "sweep", "name": "compare-quick-scenes",
+    {"format": 1, "kind": "compare" | "seeds" | "sweep", "name": "compare-quick-scenes",
      "provenance": {"date", "machine", "command", "package_version", "fingerprint"},
      "config": the configuration the fingerprint is the hash of,
-     "results": what compare() / sweep() returned}
+     "results": what compare() / seed_spread() / sweep() returned}
 
 The *configuration* holds everything in the code that decides the numbers and can be read
 without running anything: the profile (data counts, backbone, budgets), every task's options,
@@ -34,7 +35,7 @@ RESULTS_DIR = Path(__file__).resolve().parent
 """This folder: where the committed records live."""
 
 FORMAT = 1
-KINDS = ("compare", "sweep")
+KINDS = ("compare", "seeds", "sweep")
 
 
 class StaleRecord(ValueError):
@@ -60,9 +61,10 @@ def _dataset_config(name: str, profile) -> dict:
 
 def configuration(kind: str, *, profile="quick", dataset: str = "scenes", tasks=None,
                   seeds=(0, 1, 2), train_seed: int = 0, sizes=None, finetune_sizes=None,
-                  multipliers=None, size=None) -> dict:
-    """The configuration of a ``compare`` or ``sweep`` run with these parameters, read from
-    the current code: the JSON-able dict whose hash is a record's fingerprint."""
+                  multipliers=None, size=None, train_seeds=None) -> dict:
+    """The configuration of a ``compare``, ``seeds`` (``compare --train-seeds``) or ``sweep``
+    run with these parameters, read from the current code: the JSON-able dict whose hash is a
+    record's fingerprint."""
     from .. import experiment, finetune, probe, train
     from ..pretext import TASKS
     from ..profiles import get_profile
@@ -71,15 +73,21 @@ def configuration(kind: str, *, profile="quick", dataset: str = "scenes", tasks=
         raise ValueError(f"unknown kind of record {kind!r}; choose one of: {', '.join(KINDS)}")
     prof = get_profile(profile) if isinstance(profile, str) else profile
     tasks = list(TASKS) if tasks is None else list(tasks)
-    params = {"profile": prof.name, "dataset": dataset, "tasks": tasks,
-              "seeds": list(seeds), "train_seed": train_seed}
+    if kind == "seeds":
+        from ..compare import TRAIN_SEEDS
+
+        params = {"profile": prof.name, "dataset": dataset, "tasks": tasks,
+                  "train_seeds": list(TRAIN_SEEDS if train_seeds is None else train_seeds)}
+    else:
+        params = {"profile": prof.name, "dataset": dataset, "tasks": tasks,
+                  "seeds": list(seeds), "train_seed": train_seed}
     if kind == "compare":
         from ..compare import LABELS_PER_CLASS
 
         params["sizes"] = [str(s) for s in (LABELS_PER_CLASS if sizes is None else sizes)]
         params["finetune_sizes"] = (params["sizes"] if finetune_sizes is None
                                     else [str(s) for s in finetune_sizes])
-    else:
+    elif kind == "sweep":
         from ..sweep import MULTIPLIERS, SWEEP_LABELS
 
         params["multipliers"] = list(MULTIPLIERS if multipliers is None else multipliers)
@@ -132,6 +140,8 @@ def record_name(kind: str, results: dict) -> str:
 
 def params_of(kind: str, results: dict) -> dict:
     """The parameters of :func:`configuration` that produced ``results``."""
+    if kind == "seeds":
+        return {k: results[k] for k in ("profile", "dataset", "tasks", "train_seeds")}
     out = {k: results[k] for k in ("profile", "dataset", "tasks", "seeds", "train_seed")}
     if kind == "compare":
         out["sizes"] = results["sizes"]
@@ -180,7 +190,8 @@ def load(name_or_path) -> dict:
     if not path.exists():
         have = ", ".join(p.stem for p in committed()) or "none"
         raise ValueError(f"no record {str(name_or_path)!r} (committed records: {have}); write "
-                         "one with `python -m ssl_teach compare --record` or `sweep --record`")
+                         "one with `python -m ssl_teach compare --record` (with "
+                         "--train-seeds for the spread over training seeds) or `sweep --record`")
     try:
         rec = json.loads(path.read_text())
     except ValueError as err:
@@ -292,16 +303,35 @@ def _sweep_markdown(res: dict) -> list[str]:
     return lines
 
 
+def _seeds_markdown(res: dict) -> list[str]:
+    lines = [f"| method | probe, best block (mean ± std over training seeds "
+             f"{', '.join(map(str, res['train_seeds']))}) | blocks chosen | pretext |",
+             "|---|---|---|---|"]
+    for name, m in res["methods"].items():
+        lines.append(f"| {name} | {_pm(m['probe'])} | {', '.join(m['blocks'])} | "
+                     f"{_pm(m['pretext']) if m['pretext'] else '–'} |")
+    lines += ["", "| tasks | probe difference | spread | ranked by this measurement? |",
+              "|---|---|---|---|"]
+    for r in res["ranking"]:
+        a, b = r["pair"]
+        lines.append(f"| {a} vs {b} | {100 * r['difference']:.1f} | {100 * r['spread']:.1f} | "
+                     + (f"yes: {a} ahead" if r["ranked"] else "no: within the spread") + " |")
+    return lines
+
+
 def markdown(record) -> str:
-    """The README tables of a record (accuracies in %, mean ± std over the labelled subsets)
-    and the line that says where they come from."""
+    """The README tables of a record (accuracies in %, mean ± std over the labelled subsets
+    or the training seeds) and the line that says where they come from."""
     rec = record if isinstance(record, dict) else load(record)
-    body = (_compare_markdown if rec["kind"] == "compare" else _sweep_markdown)(rec["results"])
+    body = {"compare": _compare_markdown, "seeds": _seeds_markdown,
+            "sweep": _sweep_markdown}[rec["kind"]](rec["results"])
     return "\n".join([*body, "", _provenance_line(rec)])
 
 
-_BLOCK = re.compile(r"<!-- results: (?P<name>[\w.-]+) -->\n(?P<body>.*?)\n<!-- /results -->",
-                    re.S)
+_BLOCK = re.compile(r"<!-- results: (?P<name>[\w.-]+) -->\n"
+                    r"(?P<body>(?:(?!<!-- results:).)*?)\n?<!-- /results -->", re.S)
+"""A results block: its body never runs into the next block's marker (an empty block is
+``<!-- results: NAME -->`` and ``<!-- /results -->`` on consecutive lines)."""
 
 
 def readme_blocks(text: str) -> dict[str, str]:
