@@ -68,25 +68,24 @@ def test_prepare_writes_a_sphinx_project(tmp_path, no_mathjax):
     for p in paths:
         assert (src / p.name).read_bytes() == p.read_bytes()
         student = json.loads((src / "downloads" / "student" / p.name).read_text())
-        solutions = [c for c in student["cells"] if "solution" in c["metadata"].get("tags", [])]
-        assert all("NotImplementedError" in "".join(c["source"]) for c in solutions)
-    # a second call replaces the project; a folder that is not one is refused
-    book.prepare(src)
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "keep.txt").write_text("mine")
-    with pytest.raises(ValueError, match="not a book source folder"):
-        book.prepare(other)
-    assert (other / "keep.txt").read_text() == "mine"
+        # the student copy tags each stubbed solution "exercise"
+        stubs = [c for c in student["cells"] if "exercise" in c["metadata"].get("tags", [])]
+        assert stubs and all("NotImplementedError" in "".join(c["source"]) for c in stubs)
+    book.prepare(src)  # a second call replaces the project
 
 
-def test_build_refuses_a_folder_that_is_not_a_book(tmp_path):
-    out = tmp_path / "site"
-    out.mkdir()
-    (out / "thesis.tex").write_text("mine")
-    with pytest.raises(ValueError, match="other than a book"):
-        book.build(out)
-    assert (out / "thesis.tex").read_text() == "mine"
+def _refused_and_untouched(folder: Path, call, match: str) -> None:
+    """``call(folder)`` on a folder holding someone's file fails with ``match``; the file stays."""
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match=match):
+        call(folder)
+    assert (folder / "keep.txt").read_text() == "mine"
+
+
+def test_prepare_and_build_refuse_a_folder_they_did_not_make(tmp_path):
+    _refused_and_untouched(tmp_path / "other", book.prepare, "not a book source folder")
+    _refused_and_untouched(tmp_path / "site", book.build, "other than a book")
 
 
 def test_widgets_have_a_static_view_that_says_they_are_live_in_jupyterlab():
