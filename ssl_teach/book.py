@@ -169,7 +169,7 @@ def index_page(paths: list[Path], readme: str) -> str:
 
 
 def prepare(src: Path, *, notebooks: Path = NOTEBOOKS, readme: Path = README,
-            timeout: int = 1800) -> list[Path]:
+            timeout: int = 900) -> list[Path]:
     """Write the Sphinx project of the book into ``src`` (replacing what a previous call
     wrote there); returns the chapters."""
     from .classroom import write_student_copies
@@ -218,7 +218,7 @@ def _mathjax() -> Path:
 
 
 def build(out: Path, *, notebooks: Path = NOTEBOOKS, readme: Path = README,
-          timeout: int = 1800, quiet: bool = False) -> Path:
+          timeout: int = 900, quiet: bool = False) -> Path:
     """Build the book into ``out``: prepare the source next to it, execute and render every
     notebook, then move the finished site into place. Returns ``out / "index.html"``."""
     out = Path(out)
@@ -241,7 +241,8 @@ def build(out: Path, *, notebooks: Path = NOTEBOOKS, readme: Path = README,
     tmp = src / "_build" / "html"
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-E", "-a", "-j", "1",
            *(["-q"] if quiet else []), str(src), str(tmp), "-d", str(src / "_build" / "doctrees")]
-    env = {**os.environ, "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg")}
+    # no progress bars while the notebooks execute: a static page cannot show them move
+    env = {**os.environ, "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg"), "TQDM_DISABLE": "1"}
     proc = subprocess.run(cmd, env=env)
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)

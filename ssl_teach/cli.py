@@ -231,8 +231,8 @@ def _parser() -> argparse.ArgumentParser:
                            "written next to it (build/book-src)")
     book.add_argument("--notebooks", type=Path, default=None,
                       help="folder of the notebooks (default: the course's notebooks)")
-    book.add_argument("--timeout", type=int, default=1800,
-                      help="seconds one cell may run (default: 1800)")
+    book.add_argument("--timeout", type=int, default=900,
+                      help="seconds one cell may run (default: 900, as make test)")
     book.add_argument("--quiet", action="store_true", help="only warnings and errors")
     return p
 

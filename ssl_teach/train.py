@@ -531,8 +531,10 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
     model.train()
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(config.seed + 2)  # dropout and other in-model randomness
-        bar = tqdm(range(steps), desc=desc or f"training {task.name}", disable=not progress,
-                   unit="step", leave=True)
+        # progress=False turns the bar off; else tqdm's own settings apply (TQDM_DISABLE=1
+        # turns every bar off, as the book's build does)
+        bar = tqdm(range(steps), desc=desc or f"training {task.name}", unit="step", leave=True,
+                   **({} if progress else {"disable": True}))
         for step in bar:
             clock.mark()
             inputs, targets = next(batches)

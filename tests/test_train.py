@@ -1,6 +1,7 @@
 """The training loop and its checkpoint cache."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -23,6 +24,23 @@ def test_training_records_history_and_timings(tiny_scenes):
     assert len(t.history["loss"]) == 4 and t.history["samples"][-1] == 256
     assert t.seconds["batch"] > 0 and t.seconds["step"] > 0
     assert not t.model.training
+
+
+def test_progress_bar_is_on_by_default_and_tqdm_disable_turns_it_off(tiny_scenes, capsys):
+    train(get_task("rotation"), tiny_scenes, TINY, cache=False, desc="bar shown")
+    assert "bar shown" in capsys.readouterr().err
+    train(get_task("rotation"), tiny_scenes, TINY, cache=False, progress=False, desc="bar off")
+    assert "bar off" not in capsys.readouterr().err
+    # tqdm reads TQDM_DISABLE when it is imported: the book's build sets it for its kernels
+    code = ("from ssl_teach.data import load_dataset; from ssl_teach.pretext import get_task; "
+            "from ssl_teach.train import TrainConfig, train; "
+            "data = load_dataset('scenes', size=32, n_unlabeled=16, n_train=16, n_test=8, "
+            "cache=False); train(get_task('rotation'), data, TrainConfig(budget_samples=32, "
+            "batch_size=16, width=4, depth=3), cache=False, desc='bar hidden')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TQDM_DISABLE": "1"})
+    assert run.returncode == 0, run.stderr
+    assert "bar hidden" not in run.stderr
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tiny_scenes, private_cache):
