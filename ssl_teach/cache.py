@@ -164,3 +164,66 @@ def safe_load(path: Path):
         raise CorruptCacheFile(
             f"cache file {path} is unreadable ({_load_failure(err)}); "
             "delete it, or it will be rebuilt") from err
+
+
+def _feed(h, obj) -> None:
+    """Feed ``obj`` into the hash ``h``: tensors by dtype, shape and bytes; modules by their
+    state; dataclasses by type and fields; containers item by item; anything else by repr."""
+    import dataclasses
+
+    from torch import nn
+
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().to("cpu").contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, nn.Module):
+        h.update(f"M{type(obj).__qualname__}".encode())
+        for name, value in obj.state_dict().items():
+            h.update(name.encode())
+            _feed(h, value)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        h.update(f"D{type(obj).__module__}.{type(obj).__qualname__}".encode())
+        for field in dataclasses.fields(obj):
+            h.update(field.name.encode())
+            _feed(h, getattr(obj, field.name))
+    elif isinstance(obj, dict):
+        h.update(f"d{len(obj)}".encode())
+        for key in sorted(obj, key=repr):
+            _feed(h, key)
+            _feed(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"l{len(obj)}".encode())
+        for item in obj:
+            _feed(h, item)
+    else:
+        h.update(f"V{type(obj).__name__}:{obj!r}".encode())
+
+
+def fingerprint(*parts) -> str:
+    """A stable hash of what a result depends on: tensors (their values), modules (their
+    weights and buffers), dataclasses (such as a task and its options), containers and plain
+    values. Equal inputs give equal fingerprints; so does the same network loaded again."""
+    h = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        _feed(h, part)
+    return h.hexdigest()
+
+
+def cached_json(kind: str, parts, compute, *, cache: bool = True):
+    """The JSON-able result of ``compute()``, kept under the cache folder in ``kind/`` by the
+    :func:`fingerprint` of ``parts`` (everything the result depends on, including a version
+    of the code that computes it). ``cache=False``: neither read nor written. A cached file
+    that cannot be read is computed again, with a warning."""
+    if not cache:
+        return compute()
+    path = cache_dir() / kind / f"{fingerprint(*parts)}.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text())["result"]
+        except (ValueError, KeyError, TypeError, OSError) as err:
+            warnings.warn(str(CorruptCacheFile(f"cache file {path} is unreadable ({err}); "
+                                               "computing it again")), stacklevel=3)
+    result = compute()
+    atomic_write_text(path, json.dumps({"result": result}), best_effort=True)
+    return result

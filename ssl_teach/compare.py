@@ -30,14 +30,15 @@ import time
 
 import torch
 
+from .cache import cached_json
 from .data import Dataset
-from .experiment import baselines, pretrain, probe_cached, setup
+from .experiment import PROBE_VERSION, baselines, pretrain, probe_cached, setup
 from .finetune import (
     SCRATCH, FinetuneConfig, finetune_label_efficiency, pretraining_helps, recipe, summary,
 )
 from .pretext import TASKS
-from .probe import extract_features, labelled_subset, select_probe
-from .train import pretext_accuracy
+from .probe import L2_GRID, extract_features, labelled_subset, select_probe
+from .train import pretext_accuracy, select_device
 
 __all__ = ["EVAL_IMAGES", "LABELS_PER_CLASS", "SCRATCH", "TRAIN_SEEDS", "check_sizes", "compare",
            "format_compare", "format_seed_spread", "label_efficiency", "labelled_subset",
@@ -78,39 +79,62 @@ def subset_probe(train_f: dict, train_y, test_f: dict, test_y, *, num_classes: i
     return select_probe(train_f, train_y, test_f, test_y, num_classes=num_classes, seed=seed)
 
 
+LABEL_EFFICIENCY_VERSION = 1
+"""Bumped whenever :func:`label_efficiency` changes what it measures (part of its cache key)."""
+
+
 def label_efficiency(trained, dataset: Dataset, *, sizes=LABELS_PER_CLASS, seeds=(0, 1, 2),
-                     device="auto", all_labels=None) -> dict:
+                     device="auto", all_labels=None, cache: bool = True) -> dict:
     """Linear probe accuracy with few labels: {size: {"mean", "std", "runs", "blocks",
     "l2"}}, one labelled subset per seed, block and L2 chosen within each subset.
 
     ``all_labels``: the method's :class:`~ssl_teach.probe.ProbeResult` on the whole train split,
     when already known: its best block (chosen on validation) is the "all" entry, one run (with
-    every label there is one subset, and the probe is deterministic)."""
-    prepare = trained.task.probe_inputs
-    subsets = {}  # (size, seed) -> indices into the train split
-    for size in sizes:
-        if size == "all" and all_labels is not None:
-            continue
-        for seed in (seeds if size != "all" else seeds[:1]):
-            subsets[size, seed] = labelled_subset(dataset.train_labels, size, seed=seed,
-                                                  num_classes=dataset.num_classes)
-    train_f = test_f = None
-    position = None
-    if subsets:  # features of the labelled images that some subset uses, not of all of them
-        used = torch.cat(list(subsets.values())).unique()
-        position = torch.full((len(dataset.train_labels),), -1, dtype=torch.long)
-        position[used] = torch.arange(len(used))
-        train_f = extract_features(trained.backbone, dataset.train_images[used],
-                                   prepare=prepare, device=device)
-        test_f = extract_features(trained.backbone, dataset.test_images, prepare=prepare,
-                                  device=device)
+    every label there is one subset, and the probe is deterministic).
+
+    The subsets' probes are cached under the cache folder by what they depend on (the
+    network's weights, the task, the dataset's images and labels, the sizes and seeds, the L2
+    grid); ``cache=False`` neither reads nor writes."""
+    measured = [s for s in sizes if not (s == "all" and all_labels is not None)]
+
+    def compute() -> dict:
+        return _subset_probes(trained, dataset, sizes=measured, seeds=seeds, device=device)
+
+    parts = (LABEL_EFFICIENCY_VERSION, PROBE_VERSION, L2_GRID, trained.model, trained.task,
+             dataset.train_images, dataset.train_labels, dataset.test_images,
+             dataset.test_labels, [str(s) for s in measured], list(seeds),
+             select_device(device).type)
+    runs = cached_json("label_efficiency", parts, compute, cache=cache) if measured else {}
     out = {}
     for size in sizes:
         if size == "all" and all_labels is not None:
             best = all_labels.best_block
             out["all"] = {**summary([all_labels.linear[best]]), "blocks": [best],
                           "l2": [all_labels.l2[best]]}
-            continue
+        else:
+            out[str(size)] = runs[str(size)]
+    return out
+
+
+def _subset_probes(trained, dataset: Dataset, *, sizes, seeds, device) -> dict:
+    """The probes of :func:`label_efficiency`'s labelled subsets: {str(size): {"mean", "std",
+    "runs", "blocks", "l2"}}; "all" here is the whole train split, probed once."""
+    prepare = trained.task.probe_inputs
+    subsets = {}  # (size, seed) -> indices into the train split
+    for size in sizes:
+        for seed in (seeds if size != "all" else seeds[:1]):
+            subsets[size, seed] = labelled_subset(dataset.train_labels, size, seed=seed,
+                                                  num_classes=dataset.num_classes)
+    # features of the labelled images that some subset uses, not of all of them
+    used = torch.cat(list(subsets.values())).unique()
+    position = torch.full((len(dataset.train_labels),), -1, dtype=torch.long)
+    position[used] = torch.arange(len(used))
+    train_f = extract_features(trained.backbone, dataset.train_images[used], prepare=prepare,
+                               device=device)
+    test_f = extract_features(trained.backbone, dataset.test_images, prepare=prepare,
+                              device=device)
+    out = {}
+    for size in sizes:
         runs = [subset_probe({b: f[position[idx]] for b, f in train_f.items()},
                              dataset.train_labels[idx], test_f, dataset.test_labels,
                              num_classes=dataset.num_classes, seed=seed)

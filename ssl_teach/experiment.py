@@ -13,13 +13,13 @@ import warnings
 
 import torch
 
-from .cache import CorruptCacheFile, atomic_write_text, cache_dir, config_key
+from .cache import CorruptCacheFile, atomic_write_text, cache_dir, fingerprint
 from .data import Dataset, load_dataset
 from .finetune import SCRATCH, finetune_downstream
 from .preflight import preflight
 from .probe import L2_GRID, ProbeResult, probe
 from .profiles import Profile, get_profile
-from .train import SupervisedTask, Trained, pretext_accuracy, train, untrained
+from .train import SupervisedTask, Trained, pretext_accuracy, select_device, train, untrained
 
 PROBE_VERSION = 3  # 2: validation accuracy per block, the best block chosen on it; 3: 50 L-BFGS
 # iterations per fit (probe.MAX_ITER)
@@ -83,11 +83,15 @@ def baselines(dataset: Dataset, profile: Profile, *, seed: int = 0, device="auto
                                 workers=profile.workers if workers is None else workers)}
 
 
-def probe_cached(trained: Trained, dataset: Dataset, *, device="auto", cache: bool = True
-                 ) -> ProbeResult:
-    """The probe of one trained model, cached next to its checkpoint (same key rules)."""
-    key = config_key({"probe": PROBE_VERSION, "model": trained.config, "l2": L2_GRID,
-                      "inputs": [trained.task.name, trained.task.options()]})
+def probe_cached(trained: Trained, dataset: Dataset, *, device="auto", cache: bool = True,
+                 blocks=None) -> ProbeResult:
+    """The probe of one trained model on ``dataset`` (every block, or those in ``blocks``),
+    cached under the cache folder by what it depends on: the network's weights, the task
+    (whose ``probe_inputs`` prepare the images), the dataset's images and labels, the blocks,
+    the L2 grid and the device type."""
+    key = fingerprint(PROBE_VERSION, L2_GRID, trained.model, trained.task,
+                      dataset.train_images, dataset.train_labels, dataset.test_images,
+                      dataset.test_labels, blocks, select_device(device).type)
     path = cache_dir() / "probes" / f"{trained.task.name}-{key}.json"
     if cache and path.exists():
         try:
@@ -96,7 +100,8 @@ def probe_cached(trained: Trained, dataset: Dataset, *, device="auto", cache: bo
             warnings.warn(str(CorruptCacheFile(f"probe cache {path} is unreadable ({err}); "
                                                "probing again")), stacklevel=2)
     dataset.require_labels("the probe")
-    result = probe(trained.backbone, dataset, prepare=trained.task.probe_inputs, device=device)
+    result = probe(trained.backbone, dataset, prepare=trained.task.probe_inputs, device=device,
+                   blocks=blocks)
     if cache:
         atomic_write_text(path, json.dumps(dataclasses.asdict(result)), best_effort=True)
     return result

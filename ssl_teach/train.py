@@ -52,7 +52,9 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from .cache import CorruptCacheFile, atomic_save, cache_dir, config_key, safe_load
+from .cache import (
+    CorruptCacheFile, atomic_save, cache_dir, cached_json, config_key, safe_load,
+)
 from .data import Dataset, to_float
 from .models import Backbone, Classifier, LinearHead, build_backbone
 
@@ -661,12 +663,28 @@ def _trained_precision(model: nn.Module) -> str:
     return getattr(getattr(model, "backbone", None), "trained_precision", "float32")
 
 
+PRETEXT_EVAL_VERSION = 1
+"""Bumped whenever :func:`predict` changes what a pretext accuracy is (part of its cache key)."""
+
+
 def pretext_accuracy(trained: Trained, dataset: Dataset, *, limit: int | None = None,
-                     **kwargs) -> float:
-    """Share of held-out pretext samples the model gets right (on at most ``limit`` images)."""
+                     cache: bool = True, **kwargs) -> float:
+    """Share of held-out pretext samples the model gets right (on at most ``limit`` images).
+
+    Cached under the cache folder by what it depends on: the network's weights, the task
+    and its options, the images (and labels) evaluated, the device type and ``kwargs`` (the
+    seed of the pretext parameters, the precision); ``cache=False`` neither reads nor writes.
+    """
     images, labels = evaluation_data(trained.task, dataset)
     if limit is not None:
         images = images[:limit]
         labels = None if labels is None else labels[:limit]
-    logits, targets, _ = predict(trained, images, labels, **kwargs)
-    return (logits.argmax(1) == targets).float().mean().item()
+
+    def compute() -> float:
+        logits, targets, _ = predict(trained, images, labels, **kwargs)
+        return (logits.argmax(1) == targets).float().mean().item()
+
+    device = select_device(kwargs.get("device", "auto")).type
+    settings = {k: v for k, v in kwargs.items() if k != "device"}
+    return cached_json("pretext", (PRETEXT_EVAL_VERSION, trained.model, trained.task, images,
+                                   labels, device, settings), compute, cache=cache)

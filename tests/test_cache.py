@@ -165,3 +165,66 @@ def test_an_unreadable_cache_file_says_whom_to_ask(tmp_path, monkeypatch):
     monkeypatch.setattr(cache.torch, "load", denied)
     with pytest.raises(CorruptCacheFile, match="permission denied.*chmod a\\+r.*SSL_TEACH_CACHE"):
         safe_load(path)
+
+
+def test_a_fingerprint_follows_the_values_not_the_objects():
+    import dataclasses
+
+    from ssl_teach.cache import fingerprint
+    from ssl_teach.models import build_backbone
+    from ssl_teach.pretext import get_task
+
+    x = torch.arange(12.0).view(3, 4)
+    assert fingerprint(x, {"a": 1, "b": [2, 3]}) == fingerprint(x.clone(), {"b": [2, 3], "a": 1})
+    assert fingerprint(x) != fingerprint(x + 1) != fingerprint(x.double())
+    net = build_backbone(width=4, depth=2, seed=0)
+    same = build_backbone(width=4, depth=2, seed=0).to(memory_format=torch.channels_last)
+    assert fingerprint(net) == fingerprint(same)  # the same weights in another memory layout
+    assert fingerprint(net) != fingerprint(build_backbone(width=4, depth=2, seed=1))
+    task = get_task("jigsaw")
+    assert fingerprint(task) == fingerprint(get_task("jigsaw"))
+    assert fingerprint(task) != fingerprint(dataclasses.replace(task, gap=0))
+    assert fingerprint(task) != fingerprint(get_task("rotation"))
+
+
+def test_results_are_cached_by_what_they_depend_on(private_cache, monkeypatch):
+    import dataclasses
+
+    from ssl_teach import compare as compare_module
+    from ssl_teach import train as train_module
+    from ssl_teach.compare import label_efficiency
+    from ssl_teach.experiment import probe_cached
+    from ssl_teach.train import pretext_accuracy, train
+
+    task, data, config = _tiny_training()
+    trained = train(task, data, config, progress=False, cache=False)
+    acc = pretext_accuracy(trained, data)
+    assert len(list((private_cache / "pretext").glob("*.json"))) == 1
+    probe = probe_cached(trained, data, blocks=["block2"])
+    assert set(probe.linear) == {"block2"}
+    eff = label_efficiency(trained, data, sizes=(1,), seeds=(0, 1))
+    assert eff == label_efficiency(trained, data, sizes=(1,), seeds=(0, 1), cache=False)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("computed again instead of read from the cache")
+
+    monkeypatch.setattr(train_module, "predict", fail)
+    monkeypatch.setattr(compare_module, "extract_features", fail)
+    assert pretext_accuracy(trained, data) == acc
+    assert label_efficiency(trained, data, sizes=(1,), seeds=(0, 1)) == eff
+    # another task on the same network, fewer images: computed, not read
+    with pytest.raises(AssertionError, match="computed again"):
+        pretext_accuracy(dataclasses.replace(trained, task=dataclasses.replace(task, flip=False)),
+                         data)
+    with pytest.raises(AssertionError, match="computed again"):
+        pretext_accuracy(trained, data, limit=4)
+    with pytest.raises(AssertionError, match="computed again"):
+        label_efficiency(trained, data, sizes=(1,), seeds=(0,))
+    # the probe: other images or other blocks are another probe
+    files = set((private_cache / "probes").glob("*.json"))
+    assert probe_cached(trained, data, blocks=["block2"]) == probe
+    small = dataclasses.replace(data, train_images=data.train_images[:12],
+                                train_labels=data.train_labels[:12])
+    probe_cached(trained, small, blocks=["block2"])
+    probe_cached(trained, data)
+    assert len(set((private_cache / "probes").glob("*.json")) - files) == 2
