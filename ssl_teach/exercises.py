@@ -142,15 +142,17 @@ def check_rotation_batch(rotation_batch) -> bool:
     return _ok(ex, "All four rotations of each image sit in one batch, as in the paper.")
 
 
-def check_best_block(best_block, probe_results: dict) -> bool:
-    """Exercise: which block of the rotation network gives the best linear probe?"""
-    ex = "best_block"
-    answer = call_answer(ex, best_block)
-    best = probe_results["rotation"].best_block
-    expect_value(ex, "best block", answer, best,
-                 hint="look at the rotation row of the probe table: which column is highest? "
-                      "The paper also found a middle block beats the last one.")
-    return _ok(ex, "Later blocks specialise in the pretext task; middle blocks stay general.")
+def check_best_block_prediction(predict_best_block, probe_results: dict) -> bool:
+    """Predict, then run: which block of the rotation network gives the best linear probe (the
+    block the probe chooses on validation)? ``probe_results`` maps methods to their
+    :class:`~ssl_teach.probe.ProbeResult`."""
+    ex = "predict_best_block"
+    answer = call_answer(ex, predict_best_block)
+    result = probe_results["rotation"]
+    per_block = ", ".join(f"{block} {100 * acc:.1f}%" for block, acc in result.linear.items())
+    return judge_prediction(ex, answer, result.best_block, tuple(result.linear),
+                            f"test accuracy {per_block}; {result.best_block} has the best "
+                            "validation accuracy")
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,18 +187,17 @@ def check_project_out(project_out) -> bool:
     return _ok(ex, "What is left of each pixel has no green-magenta component.")
 
 
-def check_best_countermeasure(best_countermeasure, accuracy: dict) -> bool:
-    """Exercise: which countermeasure brings a single patch's position read-out on aberrated
-    scenes back closest to the clean level? ``accuracy`` maps each lab row to its number."""
-    ex = "best_countermeasure"
-    answer = call_answer(ex, best_countermeasure)
-    options = [k for k in accuracy if k not in ("clean", "aberrated")]
-    if answer not in options:
-        _fail(ex, f"{answer!r} is not one of {options}.")
-    best = min(options, key=lambda k: abs(accuracy[k] - accuracy["clean"]))
-    expect_value(ex, "closest to the clean level", answer, best,
-                 hint="compare each countermeasure's row accuracy with the clean row's.")
-    return _ok(ex, "Without a second colour channel there is no colour fringe to read.")
+def check_row_or_column_prediction(predict_row_or_column, clean: dict) -> bool:
+    """Predict, then run: on clean scenes, does one patch alone tell its "row" or its "column"
+    better, or both "equally" (within 5 points)? ``clean`` is the clean row of the shortcut lab
+    ({"cell", "row", "column", ...}: accuracies of the absolute-position network)."""
+    ex = "predict_row_or_column"
+    answer = call_answer(ex, predict_row_or_column)
+    gap = clean["row"] - clean["column"]
+    measured = "equally" if abs(gap) <= 0.05 else "row" if gap > 0 else "column"
+    return judge_prediction(ex, answer, measured, ("row", "column", "equally"),
+                            f"row {100 * clean['row']:.0f}%, column {100 * clean['column']:.0f}% "
+                            "(chance 33% each)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,15 +414,17 @@ def check_unshuffle(unshuffle) -> bool:
     return _ok(ex, "Applying the inverse permutation rebuilds the grid.")
 
 
-def check_set_choice(set_choice, stats: dict) -> bool:
-    """Exercise: which greedy criterion gives the larger smallest distance between orders?"""
-    ex = "set_choice"
-    answer = call_answer(ex, set_choice)
-    if answer not in stats:
-        _fail(ex, f"return one of {sorted(stats)}, got {answer!r}.")
-    best = max(stats, key=lambda k: stats[k]["min"])
-    expect_value(ex, "criterion", answer, best,
-                 hint="compare the 'min' entries: the greedy choice by the minimum keeps "
-                      "every pair of orders far apart; by the average, two may still differ "
-                      "by one swap.")
-    return _ok(ex, "A larger minimum distance means no two classes are nearly the same puzzle.")
+def check_closest_pair_prediction(predict_closest_pair, stats: dict) -> bool:
+    """Predict, then run: is the closest pair of orders in the paper's set (greedy by the
+    average distance) "further" apart than in a random set of as many orders, "closer", or "as
+    close"? ``stats`` maps each set's name to its :func:`ssl_teach.pretext.jigsaw.hamming_stats`;
+    it holds "greedy, average (default)" and "random"."""
+    ex = "predict_closest_pair"
+    answer = call_answer(ex, predict_closest_pair)
+    paper, random = stats["greedy, average (default)"]["min"], stats["random"]["min"]
+    measured = "further" if paper > random else "closer" if paper < random else "as close"
+    return judge_prediction(ex, answer, measured, ("further", "closer", "as close"),
+                            f"the closest pair differs in {paper:.0f} positions in the paper's "
+                            f"set and in {random:.0f} in the random one (mean distance "
+                            f"{stats['greedy, average (default)']['mean']:.2f} against "
+                            f"{stats['random']['mean']:.2f})")

@@ -317,3 +317,32 @@ def test_a_prediction_is_checked_against_what_the_run_measured():
         exercises.check_swap_prediction(lambda: "most", swap)
     with pytest.raises(exercises.ExerciseError, match="return one of 'most', 'little'"):
         exercises.check_swap_prediction(lambda: "a lot", swap)
+
+
+def test_the_other_predictions_are_checked_against_their_runs():
+    from ssl_teach.probe import ProbeResult
+
+    blocks = {"block1": 0.5, "block2": 0.6, "block3": 0.7, "block4": 0.68}
+    val = {"block1": 0.5, "block2": 0.6, "block3": 0.66, "block4": 0.69}  # chosen: block4
+    results = {"rotation": ProbeResult(linear=blocks, knn=blocks, l2=blocks, val=val)}
+    assert exercises.check_best_block_prediction(lambda: "block4", results)
+    with pytest.raises(exercises.ExerciseError, match=r"predicted 'block3'; the run measured "
+                                                      r"'block4': test accuracy block1 50\.0%"):
+        exercises.check_best_block_prediction(lambda: "block3", results)
+    with pytest.raises(exercises.ExerciseError, match="return one of 'block1', 'block2'"):
+        exercises.check_best_block_prediction(lambda: 3, results)
+
+    stats = {"greedy, average (default)": {"min": 2.0, "mean": 8.08},
+             "random": {"min": 3.0, "mean": 7.99}}
+    assert exercises.check_closest_pair_prediction(lambda: "closer", stats)
+    with pytest.raises(exercises.ExerciseError, match=r"measured 'closer': the closest pair "
+                                                      r"differs in 2 positions"):
+        exercises.check_closest_pair_prediction(lambda: "further", stats)
+    same = {**stats, "random": {"min": 2.0, "mean": 7.99}}
+    assert exercises.check_closest_pair_prediction(lambda: "as close", same)
+
+    assert exercises.check_row_or_column_prediction(lambda: "row", {"row": 0.72, "column": 0.47})
+    assert exercises.check_row_or_column_prediction(lambda: "equally",
+                                                    {"row": 0.50, "column": 0.47})
+    with pytest.raises(exercises.ExerciseError, match=r"measured 'column': row 40%, column 52%"):
+        exercises.check_row_or_column_prediction(lambda: "row", {"row": 0.40, "column": 0.52})
