@@ -166,6 +166,34 @@ def safe_load(path: Path):
             "delete it, or it will be rebuilt") from err
 
 
+_MEMO_ELEMENTS = 1 << 16
+"""Tensors this large keep their digest (until they change in place): a dataset's images are
+hashed once, however many results are looked up for them."""
+
+
+def _tensor_digest(tensor: torch.Tensor) -> bytes:
+    """The digest of a tensor's dtype, shape and values, kept on the tensor itself for large
+    ones and recomputed after any in-place change (torch counts those in ``_version``)."""
+    try:
+        version = tensor._version
+    except RuntimeError:  # an inference-mode tensor counts no versions: never kept
+        version = None
+    kept = getattr(tensor, "_ssl_teach_digest", None)
+    if version is not None and kept is not None and kept[0] == version:
+        return kept[1]
+    t = tensor.detach().to("cpu").contiguous()
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+    h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    digest = h.digest()
+    if version is not None and tensor.numel() >= _MEMO_ELEMENTS:
+        try:
+            tensor._ssl_teach_digest = (version, digest)
+        except (AttributeError, RuntimeError):
+            pass
+    return digest
+
+
 def _feed(h, obj) -> None:
     """Feed ``obj`` into the hash ``h``: tensors by dtype, shape and bytes; modules by their
     state; dataclasses by type and fields; containers item by item; anything else by repr."""
@@ -174,9 +202,7 @@ def _feed(h, obj) -> None:
     from torch import nn
 
     if isinstance(obj, torch.Tensor):
-        t = obj.detach().to("cpu").contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(_tensor_digest(obj))
     elif isinstance(obj, nn.Module):
         h.update(f"M{type(obj).__qualname__}".encode())
         for name, value in obj.state_dict().items():

@@ -45,7 +45,7 @@ from .data import Dataset, to_float
 from .probe import labelled_subset, pooled_grid, validation_split
 from .train import (
     Trained, _grad_scaler, _index_batches, _optimiser_step, autocast_dtype, check_precision,
-    precision_name, select_device,
+    data_fingerprint, precision_name, select_device,
 )
 
 SCRATCH = "random"
@@ -175,6 +175,7 @@ def run_key(init: Trained, dataset: Dataset, indices: torch.Tensor, config: Fine
     return config_key({
         "finetune": FINETUNE_VERSION, "init": init.config,
         "inputs": [init.task.name, init.task.options()], "data": dataset.spec,
+        "content": data_fingerprint(dataset),
         "subset": _subset_id(indices), "recipe": dataclasses.asdict(config), "seed": seed,
         "arithmetic": precision_name(amp)})
 

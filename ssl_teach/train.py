@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from .cache import (
-    CorruptCacheFile, atomic_save, cache_dir, cached_json, config_key, safe_load,
+    CorruptCacheFile, atomic_save, cache_dir, cached_json, config_key, fingerprint, safe_load,
 )
 from .data import Dataset, to_float
 from .models import Backbone, Classifier, LinearHead, build_backbone
@@ -335,7 +335,18 @@ def full_config(task, dataset: Dataset, config: TrainConfig, *,
     train = dataclasses.asdict(config)
     train["precision"] = precision_name(autocast_dtype(config.precision, select_device(device)))
     return {"format": CHECKPOINT_FORMAT, "task": task.name, "options": task.options(),
-            "data": dataset.spec, "train": train}
+            "data": dataset.spec, "content": data_fingerprint(dataset, "train"), "train": train}
+
+
+def data_fingerprint(dataset: Dataset, part: str = "all") -> str:
+    """A fingerprint of the images and labels themselves: those training may use ("train":
+    the unlabeled images and the labelled train split) or "all" of them (the test split too).
+    A dataset changed in code (``dataclasses.replace`` with other images) keeps its ``spec``,
+    but not its fingerprint, so nothing cached for the original is served for it."""
+    tensors = [dataset.unlabeled, dataset.train_images, dataset.train_labels]
+    if part == "all":
+        tensors += [dataset.test_images, dataset.test_labels]
+    return fingerprint(*[t for t in tensors if t is not None])
 
 
 def checkpoint_path(task, dataset: Dataset, config: TrainConfig, *,

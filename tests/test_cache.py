@@ -185,6 +185,14 @@ def test_a_fingerprint_follows_the_values_not_the_objects():
     assert fingerprint(task) == fingerprint(get_task("jigsaw"))
     assert fingerprint(task) != fingerprint(dataclasses.replace(task, gap=0))
     assert fingerprint(task) != fingerprint(get_task("rotation"))
+    big = torch.zeros(300, 300)  # large enough to keep its digest between calls
+    first = fingerprint(big)
+    assert fingerprint(big) == first
+    big[7, 7] = 1  # changed in place: computed again, not the kept digest
+    assert fingerprint(big) != first
+    with torch.inference_mode():
+        frozen = torch.zeros(300, 300)
+    assert fingerprint(frozen) == first  # inference tensors keep no digest, but hash the same
 
 
 def test_results_are_cached_by_what_they_depend_on(private_cache, monkeypatch):

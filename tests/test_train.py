@@ -237,3 +237,31 @@ def test_cli_writes_results_json(tmp_path, monkeypatch):
         for accs in res["probe"][metric].values():
             assert set(accs) == {"block1", "block2", "block3"}
     assert {"pretext_batch_total", "train_step_total", "probe"} <= set(res["seconds"])
+
+
+def test_a_dataset_changed_in_code_is_never_served_the_originals_cache(tiny_scenes,
+                                                                       private_cache):
+    import dataclasses
+
+    from ssl_teach.finetune import FinetuneConfig, run_key
+
+    task = get_task("rotation")
+    train(task, tiny_scenes, TINY, progress=False)
+    # the same spec (name, size, counts, seed), other images: another model
+    changed = dataclasses.replace(tiny_scenes, unlabeled=tiny_scenes.unlabeled.flip(-1))
+    assert changed.spec == tiny_scenes.spec
+    assert checkpoint_path(task, changed, TINY) != checkpoint_path(task, tiny_scenes, TINY)
+    assert not train(task, changed, TINY, progress=False).from_cache
+    assert train(task, changed, TINY, progress=False).from_cache
+    # an image changed in place is a change too
+    copy = dataclasses.replace(tiny_scenes, unlabeled=tiny_scenes.unlabeled.clone())
+    before = checkpoint_path(task, copy, TINY)
+    assert before == checkpoint_path(task, tiny_scenes, TINY)
+    copy.unlabeled[0, 0, 0, 0] ^= 1
+    assert checkpoint_path(task, copy, TINY) != before
+    # fine-tuning: other test images are another run
+    init = train(task, tiny_scenes, TINY, progress=False)
+    other_test = dataclasses.replace(tiny_scenes, test_images=tiny_scenes.test_images.flip(-1))
+    idx = torch.arange(8)
+    assert (run_key(init, tiny_scenes, idx, FinetuneConfig(), 0)
+            != run_key(init, other_test, idx, FinetuneConfig(), 0))
