@@ -200,6 +200,68 @@ def check_row_or_column_prediction(predict_row_or_column, clean: dict) -> bool:
                             "(chance 33% each)")
 
 
+MYSTERY_VIGNETTING = 0.1
+"""How much the planted cue of :func:`mystery_datasets` darkens the corners (a share)."""
+
+MYSTERY_CAST = (1.0, 0.9, 0.8)
+"""The warm colour cast of the other mystery dataset: a factor per channel, the same at every
+pixel (a change of about the same size, with no position in it)."""
+
+
+def _planted(seed: int) -> str:
+    """Which mystery dataset ("A" or "B") holds the planted cue, drawn from ``seed``."""
+    g = torch.Generator().manual_seed(10_007 + seed)
+    return "AB"[int(torch.randint(2, (1,), generator=g))]
+
+
+def mystery_datasets(dataset, *, seed: int = 0) -> dict:
+    """Two copies of ``dataset``, "A" and "B", each with a hidden change to every image: one is
+    vignetted (darker towards the corners, as a wide-open lens makes them: a cue to where a
+    patch was cut), the other has a warm colour cast (the same at every pixel: no such cue).
+    Which is which is drawn from ``seed``. Diagnosis exercise: find the planted cue."""
+    import dataclasses
+
+    from .data import to_float
+    from .pretext.relative_patch import vignetting
+
+    cast = torch.tensor(MYSTERY_CAST).view(1, 3, 1, 1)
+
+    def tint(images):
+        if images.shape[1] != 3:
+            raise ValueError("the mystery datasets need colour images (3 channels)")
+        return (to_float(images) * cast * 255).round().clamp(0, 255).to(torch.uint8)
+
+    def vignette(images):
+        return vignetting(images, strength=MYSTERY_VIGNETTING)
+
+    planted = _planted(seed)
+    out = {}
+    for name in "AB":
+        change = vignette if name == planted else tint
+        out[name] = dataclasses.replace(
+            dataset, unlabeled=change(dataset.unlabeled),
+            train_images=change(dataset.train_images), test_images=change(dataset.test_images))
+    return out
+
+
+def check_planted_cue(find_the_planted_cue, seed: int = 0) -> bool:
+    """Diagnosis: which mystery dataset (:func:`mystery_datasets` with ``seed``) lets one patch
+    tell where it was cut better than the clean scenes do?"""
+    ex = "find_the_planted_cue"
+    answer = call_answer(ex, find_the_planted_cue)
+    if answer not in ("A", "B"):
+        _fail(ex, f"return \"A\" or \"B\", got {answer!r}.")
+    planted = _planted(seed)
+    expect_value(ex, "the dataset with the planted cue", answer, planted,
+                 hint="train the absolute-position network on each mystery dataset and compare "
+                      "its cell accuracy with the clean row of the lab; a change that is the same "
+                      "at every pixel cannot tell a patch where it was cut.")
+    other = "B" if planted == "A" else "A"
+    return _ok(ex, f"{planted} was vignetted: its corners are darker, so a patch's fall-off "
+                   f"in brightness tells which corner or edge it came from. {other} had a colour "
+                   "cast, the same at every pixel.")
+
+
 # --------------------------------------------------------------------------------------------
 # 02_exemplar
 

@@ -313,3 +313,63 @@ def test_patch_average_features_average_the_nine_grid_patches():
         assert avg[name].shape == (3, per_patch[b].shape[1])
         assert torch.allclose(avg[name], per_patch[b].view(3, 9, -1).mean(1), atol=1e-6)
     assert not backbone.training
+
+
+def test_vignetting_darkens_towards_the_corners_only():
+    from ssl_teach.pretext.relative_patch import vignetting
+
+    flat = torch.full((2, 3, 32, 32), 200, dtype=torch.uint8)
+    out = vignetting(flat, strength=0.3)
+    assert out.dtype == torch.uint8 and out.shape == flat.shape
+    assert (out[..., 15:17, 15:17].float() - 200).abs().max() <= 1  # the centre keeps its value
+    corner = out[0, 0, 0, 0].item()
+    r2 = (1 - 1 / 32) ** 2  # the corner pixel's centre sits half a pixel inside the corner
+    assert abs(corner - 200 * (1 - 0.3 * r2)) <= 1
+    assert out[0, 0, 0, 16] > corner and out[0, 0, 16, 0] > corner  # edges: halfway
+    as_float = vignetting(flat.float() / 255, strength=0.3)
+    assert as_float.dtype == torch.float32
+    assert torch.allclose(as_float * 255, out.float(), atol=0.51)
+    assert torch.equal(vignetting(flat, strength=0), flat)
+    with pytest.raises(ValueError, match=r"strength must be in \[0, 1\]"):
+        vignetting(flat, strength=1.5)
+
+
+def test_the_mystery_datasets_hide_one_position_cue_and_one_uniform_cast():
+    import dataclasses
+
+    from ssl_teach import exercises
+    from ssl_teach.data import load_dataset
+
+    data = load_dataset("scenes", size=32, n_unlabeled=8, n_train=10, n_test=10, cache=False)
+    from ssl_teach.pretext.relative_patch import vignetting
+
+    cast = torch.tensor(exercises.MYSTERY_CAST).view(1, 3, 1, 1)
+    for seed in (0, 1, 2, 3):
+        planted = exercises._planted(seed)
+        mysteries = exercises.mystery_datasets(data, seed=seed)
+        assert set(mysteries) == {"A", "B"}
+        for name, mystery in mysteries.items():
+            assert torch.equal(mystery.train_labels, data.train_labels)
+            for split in ("unlabeled", "train_images", "test_images"):
+                images = getattr(data, split)
+                expected = (vignetting(images, strength=exercises.MYSTERY_VIGNETTING)
+                            if name == planted else
+                            (images.float() * cast).round().clamp(0, 255).to(torch.uint8))
+                assert torch.equal(getattr(mystery, split), expected), (seed, name, split)
+    # the planted change darkens the corners; the cast is the same factor everywhere
+    ratio = vignetting(torch.full((1, 3, 32, 32), 250, dtype=torch.uint8),
+                       strength=exercises.MYSTERY_VIGNETTING).float() / 250
+    assert ratio[..., 0, 0].max() < ratio[..., 15:17, 15:17].min() - 0.05
+    assert {exercises._planted(s) for s in range(6)} == {"A", "B"}
+    assert exercises.check_planted_cue(lambda: exercises._planted(5), 5)
+    wrong = "B" if exercises._planted(5) == "A" else "A"
+    with pytest.raises(exercises.ExerciseError, match="planted cue.*\nHint: train the "
+                                                      "absolute-position network"):
+        exercises.check_planted_cue(lambda: wrong, 5)
+    with pytest.raises(exercises.ExerciseError, match='return "A" or "B"'):
+        exercises.check_planted_cue(lambda: "both", 5)
+    gray = dataclasses.replace(data, unlabeled=data.unlabeled[:, :1],
+                               train_images=data.train_images[:, :1],
+                               test_images=data.test_images[:, :1])
+    with pytest.raises(ValueError, match="need colour images"):
+        exercises.mystery_datasets(gray, seed=1 if exercises._planted(1) == "B" else 0)

@@ -202,6 +202,24 @@ def chromatic_aberration(images: torch.Tensor, *, strength: float) -> torch.Tens
     return torch.cat([images[:, :1], green, images[:, 2:]], 1)
 
 
+def vignetting(images: torch.Tensor, *, strength: float) -> torch.Tensor:
+    """Synthetic lens vignetting: every pixel darkened by the factor 1 - ``strength`` * r**2,
+    r its distance from the image centre (1 at the corners), as a wide-open lens darkens the
+    corners of a photo. uint8 images stay uint8 (rounded); float images stay float."""
+    check_images(images, min_size=1)
+    if not 0 <= strength <= 1:
+        raise ValueError(f"vignetting strength must be in [0, 1] (1: black corners), got "
+                         f"{strength}")
+    h, w = images.shape[-2:]
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=images.device)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=images.device)
+    r2 = (ys.view(h, 1) ** 2 + xs.view(1, w) ** 2) / 2  # 1 at the corners
+    out = to_float(images) * (1 - strength * r2)
+    if images.dtype == torch.uint8:
+        return (out * 255).round().clamp(0, 255).to(torch.uint8)
+    return out.to(images.dtype)
+
+
 def project_out_green_magenta(images: torch.Tensor) -> torch.Tensor:
     """Remove the green-magenta component of every pixel: x - (x . v) v with v the unit
     green-magenta axis, on (..., 3, H, W). One-channel images are returned as they are."""
