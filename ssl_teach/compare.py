@@ -38,7 +38,7 @@ from .finetune import (
 )
 from .pretext import TASKS
 from .probe import L2_GRID, extract_features, labelled_subset, select_probe
-from .train import pretext_accuracy, select_device
+from .train import data_fingerprint, pretext_accuracy, select_device
 
 __all__ = ["EVAL_IMAGES", "LABELS_PER_CLASS", "SCRATCH", "TRAIN_SEEDS", "check_sizes", "compare",
            "format_compare", "format_seed_spread", "label_efficiency", "labelled_subset",
@@ -101,8 +101,7 @@ def label_efficiency(trained, dataset: Dataset, *, sizes=LABELS_PER_CLASS, seeds
         return _subset_probes(trained, dataset, sizes=measured, seeds=seeds, device=device)
 
     parts = (LABEL_EFFICIENCY_VERSION, PROBE_VERSION, L2_GRID, trained.model, trained.task,
-             dataset.train_images, dataset.train_labels, dataset.test_images,
-             dataset.test_labels, [str(s) for s in measured], list(seeds),
+             data_fingerprint(dataset), [str(s) for s in measured], list(seeds),
              select_device(device).type)
     runs = cached_json("label_efficiency", parts, compute, cache=cache) if measured else {}
     out = {}

@@ -7,19 +7,19 @@ The CLI and the notebooks both use these functions, so a number printed by
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-import warnings
 
 import torch
 
-from .cache import CorruptCacheFile, atomic_write_text, cache_dir, fingerprint
+from .cache import cached_json
 from .data import Dataset, load_dataset
 from .finetune import SCRATCH, finetune_downstream
 from .preflight import preflight
 from .probe import L2_GRID, ProbeResult, probe
 from .profiles import Profile, get_profile
-from .train import SupervisedTask, Trained, pretext_accuracy, select_device, train, untrained
+from .train import (
+    SupervisedTask, Trained, data_fingerprint, pretext_accuracy, select_device, train, untrained,
+)
 
 PROBE_VERSION = 3  # 2: validation accuracy per block, the best block chosen on it; 3: 50 L-BFGS
 # iterations per fit (probe.MAX_ITER)
@@ -89,22 +89,14 @@ def probe_cached(trained: Trained, dataset: Dataset, *, device="auto", cache: bo
     cached under the cache folder by what it depends on: the network's weights, the task
     (whose ``probe_inputs`` prepare the images), the dataset's images and labels, the blocks,
     the L2 grid and the device type."""
-    key = fingerprint(PROBE_VERSION, L2_GRID, trained.model, trained.task,
-                      dataset.train_images, dataset.train_labels, dataset.test_images,
-                      dataset.test_labels, blocks, select_device(device).type)
-    path = cache_dir() / "probes" / f"{trained.task.name}-{key}.json"
-    if cache and path.exists():
-        try:
-            return ProbeResult(**json.loads(path.read_text()))
-        except (ValueError, TypeError, OSError) as err:  # OSError: a file we may not read
-            warnings.warn(str(CorruptCacheFile(f"probe cache {path} is unreadable ({err}); "
-                                               "probing again")), stacklevel=2)
-    dataset.require_labels("the probe")
-    result = probe(trained.backbone, dataset, prepare=trained.task.probe_inputs, device=device,
-                   blocks=blocks)
-    if cache:
-        atomic_write_text(path, json.dumps(dataclasses.asdict(result)), best_effort=True)
-    return result
+    def compute() -> dict:
+        dataset.require_labels("the probe")
+        return dataclasses.asdict(probe(trained.backbone, dataset, device=device, blocks=blocks,
+                                        prepare=trained.task.probe_inputs))
+
+    parts = (PROBE_VERSION, L2_GRID, trained.model, trained.task, data_fingerprint(dataset),
+             blocks, select_device(device).type)
+    return ProbeResult(**cached_json("probes", parts, compute, cache=cache))
 
 
 STL10_TRAIN_IMAGES = 5000

@@ -52,7 +52,6 @@ classes, an unreadable file or folder, a folder with one class.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import pickle
@@ -417,12 +416,10 @@ def _take(images, labels, idx: torch.Tensor, size: int | None, *, chunk: int = 4
 
 
 def fingerprint(*tensors: torch.Tensor) -> str:
-    """A short hash of the tensors' bytes: the identity of the data, wherever it lives."""
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.contiguous().numpy().tobytes())
-    return h.hexdigest()[:20]
+    """A short hash of the tensors' values: the identity of the data, wherever it lives."""
+    from ..cache import fingerprint as values_fingerprint
+
+    return values_fingerprint(*tensors)
 
 
 # --- the datasets ---------------------------------------------------------------------------
