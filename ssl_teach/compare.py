@@ -25,7 +25,6 @@ and which pairs of tasks that spread can rank (:func:`rank_tasks`).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import torch
@@ -34,7 +33,8 @@ from .cache import cached_json
 from .data import Dataset
 from .experiment import PROBE_VERSION, baselines, pretrain, probe_cached, setup
 from .finetune import (
-    SCRATCH, FinetuneConfig, finetune_label_efficiency, pretraining_helps, recipe, summary,
+    SCRATCH, FinetuneConfig, difference, finetune_label_efficiency, pretraining_helps, recipe,
+    summary,
 )
 from .pretext import TASKS
 from .probe import L2_GRID, extract_features, labelled_subset, select_probe
@@ -234,14 +234,6 @@ TRAIN_SEEDS = (0, 1, 2)
 parameters)."""
 
 
-def _distinct(a: dict, b: dict) -> tuple[float, float, bool]:
-    """(difference of the means, its spread sqrt(std_a² + std_b²), whether the difference is
-    larger than the spread): the rule of :func:`pretraining_helps`."""
-    diff = a["mean"] - b["mean"]
-    spread = math.hypot(a["std"], b["std"])
-    return diff, spread, abs(diff) > spread
-
-
 def rank_tasks(methods: dict, tasks) -> list[dict]:
     """Every pair of tasks by their best-block probe over training seeds, the better first:
     [{"pair": [better, worse], "difference", "spread", "ranked"}]. ``ranked`` is False where
@@ -250,10 +242,10 @@ def rank_tasks(methods: dict, tasks) -> list[dict]:
     tasks = list(tasks)
     for i, a in enumerate(tasks):
         for b in tasks[i + 1:]:
-            diff, spread, ranked = _distinct(methods[a]["probe"], methods[b]["probe"])
+            diff, spread = difference(methods[a]["probe"], methods[b]["probe"])
             pair = [a, b] if diff >= 0 else [b, a]
             out.append({"pair": pair, "difference": abs(diff), "spread": spread,
-                        "ranked": ranked})
+                        "ranked": abs(diff) > spread})
     return out
 
 

@@ -371,6 +371,13 @@ def finetune_label_efficiency(init: Trained, dataset: Dataset, *, sizes=(4, 16),
     return out
 
 
+def difference(a: dict, b: dict) -> tuple[float, float]:
+    """(a's mean minus b's, the spread of that difference: sqrt(std_a² + std_b²)) of two
+    {"mean", "std", ...} summaries; a difference larger than its spread is the course's rule for
+    "one beats the other" (:func:`pretraining_helps`, :func:`ssl_teach.compare.rank_tasks`)."""
+    return a["mean"] - b["mean"], math.hypot(a["std"], b["std"])
+
+
 def pretraining_helps(finetuned: dict, sizes, *, scratch: str = SCRATCH) -> dict:
     """Where fine-tuning from a pretrained backbone beats fine-tuning from scratch.
 
@@ -389,8 +396,7 @@ def pretraining_helps(finetuned: dict, sizes, *, scratch: str = SCRATCH) -> dict
         for s in map(str, sizes):
             if s not in ft or s not in base:
                 continue
-            gain[s] = ft[s]["mean"] - base[s]["mean"]
-            spread[s] = math.hypot(ft[s]["std"], base[s]["std"])
+            gain[s], spread[s] = difference(ft[s], base[s])
             helps[s] = gain[s] > spread[s]
         up_to = None
         for s in helps:  # in increasing order of label counts
