@@ -5,8 +5,8 @@ import torch
 
 from ssl_teach.pretext import get_task
 from ssl_teach.pretext.rotation import (
-    ANGLES, CLASS_NAMES, all_rotations, apply, center_square_crop, letterbox, rotate,
-    rotate_by_angle, sample_params,
+    ANGLES, CLASS_NAMES, ROTATION_SETS, all_rotations, angle_set, apply, augment,
+    center_square_crop, disc_mask, letterbox, rotate, rotate_by_angle, sample_params,
 )
 
 
@@ -192,3 +192,60 @@ def test_the_zero_border_of_a_crop_does_not_tell_the_turn():
     for k in range(4):
         share = sides[targets == k].float().mean(0)  # top, bottom, left, right
         assert torch.allclose(share, torch.full((4,), 4 / 9), atol=0.03), (k, share)
+
+
+def test_the_ablation_sets_are_two_four_and_eight_evenly_spaced_angles():
+    assert ROTATION_SETS[4] == ANGLES
+    for n, angles in ROTATION_SETS.items():
+        assert len(angles) == n and angles[0] == 0
+        assert all(b - a == 360 // n for a, b in zip(angles, angles[1:]))
+        task = get_task("rotation", rotations=n)
+        assert task.num_classes == task.samples_per_image == n and task.chance == 1 / n
+        assert task.class_names == tuple(f"{a}°" for a in angles)
+
+
+def test_two_rotations_are_the_exact_half_turn_pairs(images):
+    task = get_task("rotation", rotations=2)
+    inputs, targets = task.make_batch(images, generator=torch.Generator().manual_seed(3))
+    n = len(images)
+    upright = augment(images, sample_params(n, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(targets, torch.tensor([0] * n + [1] * n))
+    assert torch.equal(inputs[:n], upright)
+    assert torch.equal(inputs[n:], torch.stack([rotate_loop(im, 2) for im in upright]))
+
+
+def test_eight_rotations_cut_every_input_to_the_disc_so_corners_tell_nothing(images):
+    task = get_task("rotation", rotations=8)
+    inputs, targets = task.make_batch(images, generator=torch.Generator().manual_seed(0))
+    n, s = len(images), images.shape[-1]
+    assert inputs.shape == (8 * n, 3, s, s) and torch.equal(targets.bincount(), torch.full((8,), n))
+    # the same pixels are black in every input, whatever the angle: the corners outside the disc
+    r = torch.arange(s) - (s - 1) / 2
+    outside = r.view(-1, 1) ** 2 + r.view(1, -1) ** 2 > (s / 2) ** 2
+    assert outside.any() and torch.all(inputs[..., outside] == 0)
+    # quarter turns stay exact inside the disc; 45 degrees is the interpolated turn
+    upright = augment(images, sample_params(n, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(inputs[2 * n:3 * n], disc_mask(rotate(upright, 1)))
+    turned = disc_mask(rotate_by_angle(upright, torch.full((n,), 45.0)))
+    assert torch.allclose(inputs[n:2 * n], turned)
+
+
+def test_disc_mask_keeps_the_inscribed_disc_and_nothing_else():
+    x = torch.ones(1, 1, 8, 8)
+    m = disc_mask(x)[0, 0]
+    assert m[0, 0] == 0 and m[3, 3] == 1 and m[0, 3] == 1 and m[3, 0] == 1
+    assert torch.equal(m, m.flip(0)) and torch.equal(m, m.T)
+    for row in range(8):  # one pixel at a time: inside when the pixel centre is in the disc
+        for col in range(8):
+            inside = (row - 3.5) ** 2 + (col - 3.5) ** 2 <= 16
+            assert m[row, col] == float(inside)
+
+
+def test_angle_set_of_the_quarter_turns_is_all_rotations(images):
+    square = center_square_crop(images)
+    assert all(torch.equal(a, b) for a, b in zip(angle_set(square, ANGLES), all_rotations(square)))
+
+
+def test_other_rotation_counts_are_a_clear_error():
+    with pytest.raises(ValueError, match="rotations must be one of 2, 4, 8"):
+        get_task("rotation", rotations=3)

@@ -120,9 +120,15 @@ def pad_crop(images: torch.Tensor, corners: torch.Tensor, *, pad: int) -> torch.
 
 def apply(images: torch.Tensor, params: dict[str, torch.Tensor], *, crop_pad: int = 0
           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic part: crop square, then with ``crop_pad`` > 0 the random crop at
-    ``params["crop"]`` (see :func:`pad_crop`), flip where ``params["flip"]`` says, and return
-    all four rotations."""
+    """Deterministic part: :func:`augment`, then all four rotations."""
+    return all_rotations(augment(images, params, crop_pad=crop_pad))
+
+
+def augment(images: torch.Tensor, params: dict[str, torch.Tensor], *, crop_pad: int = 0
+            ) -> torch.Tensor:
+    """Crop square, then with ``crop_pad`` > 0 the random crop at ``params["crop"]`` (see
+    :func:`pad_crop`), and flip where ``params["flip"]`` says: the upright images (N, C, S, S)
+    that are then turned."""
     _check_images(images)
     flip = params["flip"].to(images.device)
     if flip.shape != images.shape[:1]:
@@ -134,8 +140,7 @@ def apply(images: torch.Tensor, params: dict[str, torch.Tensor], *, crop_pad: in
             raise ValueError("crop_pad > 0 needs params['crop']: draw the parameters with "
                              "sample_params(..., crop_pad=crop_pad)")
         images = pad_crop(images, params["crop"], pad=crop_pad)
-    images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
-    return all_rotations(images)
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
 
 
 def rotate_by_angle(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
@@ -153,6 +158,40 @@ def rotate_by_angle(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor
     grid = nn.functional.affine_grid(mat, list(images.shape), align_corners=False)
     return nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
                                      align_corners=False)
+
+
+ROTATION_SETS = {2: (0, 180), 4: ANGLES, 8: (0, 45, 90, 135, 180, 225, 270, 315)}
+"""The angle sets of the ablation: Gidaris et al. train with 2, 4 and 8 rotations on CIFAR-10
+and report the four quarter turns best."""
+
+
+def disc_mask(images: torch.Tensor) -> torch.Tensor:
+    """Black out everything outside the disc inscribed in each square image. A 45° turn moves
+    the corners out of the frame and brings black ones in; with every input cut to the disc,
+    corners tell nothing about the angle."""
+    _check_images(images)
+    s = images.shape[-1]
+    centre = torch.arange(s, device=images.device, dtype=torch.float32) - (s - 1) / 2
+    inside = centre.view(-1, 1) ** 2 + centre.view(1, -1) ** 2 <= (s / 2) ** 2
+    return images * inside.to(images.dtype)
+
+
+def angle_set(images: torch.Tensor, angles) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image (square, N, C, S, S) turned by every angle of ``angles``: inputs
+    (len(angles) N, C, S, S) in the order [all at angles[0], all at angles[1], ...] and
+    targets (len(angles) N,). Quarter turns are exact (``torch.rot90``); with any angle that
+    is not a multiple of 90° every input, turned or not, is cut to its inscribed disc
+    (:func:`disc_mask`) and the other angles are interpolated (:func:`rotate_by_angle`)."""
+    _check_images(images)
+    angles = [int(a) % 360 for a in angles]
+    quarter = all(a % 90 == 0 for a in angles)
+    turned = []
+    for a in angles:
+        x = torch.rot90(images, a // 90, dims=(-2, -1)) if a % 90 == 0 else rotate_by_angle(
+            images, torch.full((len(images),), float(a), device=images.device))
+        turned.append(x if quarter else disc_mask(x))
+    targets = torch.arange(len(angles), device=images.device).repeat_interleave(len(images))
+    return torch.cat(turned), targets
 
 
 def letterbox(images: torch.Tensor, *, share: float) -> torch.Tensor:
@@ -182,11 +221,9 @@ class RotationTask:
     flip: bool = True  # random horizontal flips before turning (augmentation)
     letterbox: float = 0.0  # shortcut study only: black band over this share of the bottom
     crop_pad: int = 0  # random crops of the image zero-padded by this many pixels (0: none)
+    rotations: int = 4  # ablation only: 2, 4 (the paper's choice) or 8 angles (ROTATION_SETS)
 
     name = "rotation"
-    class_names = CLASS_NAMES
-    num_classes = 4
-    samples_per_image = 4  # every image gives four inputs per batch
     min_image_size = 16  # the default 4-block backbone halves the size 4 times
 
     def __post_init__(self):
@@ -194,6 +231,26 @@ class RotationTask:
                 self.crop_pad < 0):
             raise ValueError(f"crop_pad must be an int >= 0 (pixels of zero padding around "
                              f"each image before a random crop), got {self.crop_pad!r}")
+        if self.rotations not in ROTATION_SETS or isinstance(self.rotations, bool):
+            raise ValueError(f"rotations must be one of {', '.join(map(str, ROTATION_SETS))} "
+                             f"(the angles {ROTATION_SETS}), got {self.rotations!r}")
+
+    @property
+    def angles(self) -> tuple[int, ...]:
+        """The angles the network tells apart, in degrees anticlockwise (label i: angles[i])."""
+        return ROTATION_SETS[self.rotations]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(f"{a}°" for a in self.angles)
+
+    @property
+    def num_classes(self) -> int:
+        return self.rotations
+
+    @property
+    def samples_per_image(self) -> int:  # every image gives one input per angle per batch
+        return self.rotations
 
     @property
     def chance(self) -> float:
@@ -210,7 +267,10 @@ class RotationTask:
             params["flip"] = torch.zeros_like(params["flip"])
         if self.letterbox:
             images = letterbox(images, share=self.letterbox)
-        return apply(images, params, crop_pad=self.crop_pad)
+        upright = augment(images, params, crop_pad=self.crop_pad)
+        if self.rotations == 4:
+            return all_rotations(upright)
+        return angle_set(upright, self.angles)
 
     def build_model(self, backbone: Backbone) -> nn.Module:
         return Classifier(backbone, LinearHead(backbone.out_channels, self.num_classes))
@@ -218,4 +278,40 @@ class RotationTask:
     def probe_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """How the trained backbone sees a whole image in the probe: as it is (the letterbox
         of the shortcut study is part of the pretext data only)."""
+        return images
+
+
+@dataclasses.dataclass(frozen=True)
+class MirrorTask:
+    """Diagnosis only (01's exercise 5), not one of the course's tasks: was this image mirrored
+    left-right? Every image goes into the batch twice, as it is (label 0) and mirrored (label
+    1). Rotation works because the scenes have an up and a down; this asks whether they have a
+    left and a right."""
+
+    name = "mirror"
+    class_names = ("as it is", "mirrored")
+    num_classes = 2
+    samples_per_image = 2
+    min_image_size = 16
+
+    @property
+    def chance(self) -> float:
+        return 1 / self.num_classes
+
+    def options(self) -> dict:
+        return {}
+
+    def make_batch(self, images: torch.Tensor, *, generator: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs [all images as they are, all mirrored] (2N, C, H, W) and targets (2N,); the
+        batch has nothing random, so ``generator`` is not drawn from."""
+        _check_images(images)
+        x = to_float(images)
+        targets = torch.arange(2, device=x.device).repeat_interleave(len(x))
+        return torch.cat([x, x.flip(-1)]), targets
+
+    def build_model(self, backbone: Backbone) -> nn.Module:
+        return Classifier(backbone, LinearHead(backbone.out_channels, self.num_classes))
+
+    def probe_inputs(self, images: torch.Tensor) -> torch.Tensor:
         return images
