@@ -231,7 +231,7 @@ def check(record) -> dict:
                           "(edited by hand?); run it again")
     current = configuration(rec["kind"], **stored["params"])
     if fingerprint(current) != rec["provenance"]["fingerprint"]:
-        diff = _differences(stored, current)
+        diff = _differences(stored, json.loads(json.dumps(current)))  # tuples read as lists
         raise StaleRecord(
             f"{name} was measured with another configuration than the current code's; run "
             f"`{rec['provenance']['command']}` again and commit the new file. What changed: "
