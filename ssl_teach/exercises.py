@@ -155,6 +155,42 @@ def check_best_block_prediction(predict_best_block, probe_results: dict) -> bool
                             "validation accuracy")
 
 
+MIRROR_LEARNED = 0.10
+"""How far above chance (in accuracy) the mirror network must get on held-out images for the
+answer to "does it learn to tell a scene from its mirror image?" to be "yes"."""
+
+
+def check_mirror_prediction(predict_mirror, accuracy: float, chance: float = 0.5) -> bool:
+    """Diagnose, predict first: does a network learn whether a scene was mirrored left-right
+    ("yes": held-out accuracy more than :data:`MIRROR_LEARNED` above chance) or not ("no")?
+    ``accuracy`` is the mirror network's held-out pretext accuracy."""
+    ex = "predict_mirror"
+    answer = call_answer(ex, predict_mirror)
+    measured = "yes" if accuracy > chance + MIRROR_LEARNED else "no"
+    return judge_prediction(ex, answer, measured, ("yes", "no"),
+                            f"held-out accuracy {100 * accuracy:.1f}% against a chance of "
+                            f"{100 * chance:.0f}%")
+
+
+def check_rotation_ablation_prediction(predict_rotation_ablation, ablation: dict) -> bool:
+    """Predict, then run (05): of 2, 4 and 8 rotations, which is the easiest pretext task (the
+    highest chance-corrected pretext accuracy), and which gives the worst probe? ``ablation``
+    maps each number of rotations to {"pretext": chance-corrected accuracy, "probe": test
+    accuracy}; the answer is a pair of those numbers."""
+    ex = "predict_rotation_ablation"
+    answer = call_answer(ex, predict_rotation_ablation)
+    counts = tuple(ablation)
+    if not (isinstance(answer, tuple) and len(answer) == 2):
+        _fail(ex, f"return a pair (easiest, worst probe) of numbers of rotations from {counts}, "
+                  f"got {answer!r}.")
+    easiest = max(counts, key=lambda n: ablation[n]["pretext"])
+    worst = min(counts, key=lambda n: ablation[n]["probe"])
+    evidence = "; ".join(f"{n} rotations: pretext {ablation[n]['pretext']:.3f} chance-corrected, "
+                         f"probe {100 * ablation[n]['probe']:.1f}%" for n in counts)
+    judge_prediction(ex + " (easiest pretext task)", answer[0], easiest, counts, evidence)
+    return judge_prediction(ex + " (worst probe)", answer[1], worst, counts, evidence)
+
+
 # --------------------------------------------------------------------------------------------
 # 04_relative_patch_location
 
@@ -221,7 +257,7 @@ def mystery_datasets(dataset, *, seed: int = 0) -> dict:
     Which is which is drawn from ``seed``. Diagnosis exercise: find the planted cue."""
     import dataclasses
 
-    from .data import to_float
+    from .data import like, to_float
     from .pretext.relative_patch import vignetting
 
     cast = torch.tensor(MYSTERY_CAST).view(1, 3, 1, 1)
@@ -229,7 +265,7 @@ def mystery_datasets(dataset, *, seed: int = 0) -> dict:
     def tint(images):
         if images.shape[1] != 3:
             raise ValueError("the mystery datasets need colour images (3 channels)")
-        return (to_float(images) * cast * 255).round().clamp(0, 255).to(torch.uint8)
+        return like(to_float(images) * cast, images)
 
     def vignette(images):
         return vignetting(images, strength=MYSTERY_VIGNETTING)

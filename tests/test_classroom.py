@@ -346,3 +346,30 @@ def test_the_other_predictions_are_checked_against_their_runs():
                                                     {"row": 0.50, "column": 0.47})
     with pytest.raises(exercises.ExerciseError, match=r"measured 'column': row 40%, column 52%"):
         exercises.check_row_or_column_prediction(lambda: "row", {"row": 0.40, "column": 0.52})
+
+
+def test_the_mirror_diagnosis_is_judged_by_held_out_accuracy_above_chance():
+    assert exercises.check_mirror_prediction(lambda: "no", 0.52)
+    assert exercises.check_mirror_prediction(lambda: "yes", 0.75)
+    limit = 0.5 + exercises.MIRROR_LEARNED
+    assert exercises.check_mirror_prediction(lambda: "no", limit)  # not *more* than the margin
+    with pytest.raises(exercises.ExerciseError, match=r"predicted 'yes'; the run measured 'no': "
+                                                      r"held-out accuracy 52\.0%"):
+        exercises.check_mirror_prediction(lambda: "yes", 0.52)
+    with pytest.raises(exercises.ExerciseError, match="return one of 'yes', 'no'"):
+        exercises.check_mirror_prediction(lambda: True, 0.52)
+
+
+def test_the_rotation_ablation_prediction_names_the_easiest_task_and_the_worst_probe():
+    ablation = {2: {"pretext": 0.99, "probe": 0.54}, 4: {"pretext": 0.97, "probe": 0.70},
+                8: {"pretext": 0.95, "probe": 0.72}}
+    assert exercises.check_rotation_ablation_prediction(lambda: (2, 2), ablation)
+    with pytest.raises(exercises.ExerciseError, match=r"worst probe.*predicted 8; the run "
+                                                      r"measured 2"):
+        exercises.check_rotation_ablation_prediction(lambda: (2, 8), ablation)
+    with pytest.raises(exercises.ExerciseError, match=r"easiest pretext task.*predicted 8"):
+        exercises.check_rotation_ablation_prediction(lambda: (8, 2), ablation)
+    with pytest.raises(exercises.ExerciseError, match="return a pair"):
+        exercises.check_rotation_ablation_prediction(lambda: 2, ablation)
+    with pytest.raises(exercises.ExerciseError, match="return one of 2, 4, 8"):
+        exercises.check_rotation_ablation_prediction(lambda: ("2", 2), ablation)
