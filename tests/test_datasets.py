@@ -680,3 +680,14 @@ def test_folder_pretext_images_never_include_the_test_split(tmp_path):
         assert len(test) == len(d.test_images) == 12  # the images are all different
         assert not test & {bytes(x.numpy()) for x in d.unlabeled}
         assert len(d.unlabeled) == (48 if n_unlabeled is None else 30)
+
+
+def test_like_returns_float_images_in_the_type_they_came_from():
+    from ssl_teach.data import like, to_float
+
+    original = torch.tensor([[[[0, 128, 255]]]], dtype=torch.uint8)
+    back = like(to_float(original) * 1.01, original)  # 255 * 1.01 is clamped
+    assert back.dtype == torch.uint8 and back.tolist() == [[[[0, 129, 255]]]]
+    half = torch.tensor([[[[0.25, 0.5]]]], dtype=torch.float64)
+    assert like(half.float() / 2, half).dtype == torch.float64
+    assert like(half.float() / 2, half).tolist() == [[[[0.125, 0.25]]]]

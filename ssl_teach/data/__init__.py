@@ -83,6 +83,14 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255) if images.dtype == torch.uint8 else images
 
 
+def like(images: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1], computed from ``original``, back in ``original``'s type: uint8
+    rounded (and clamped to 0..255), float in ``original``'s float type."""
+    if original.dtype == torch.uint8:
+        return (images * 255).round().clamp(0, 255).to(torch.uint8)
+    return images.to(original.dtype)
+
+
 def load_dataset(name: str = "scenes", *, size: int = 64, n_unlabeled: int | None = 10_000,
                  n_train: int | None = 5_000, n_test: int | None = 2_000, seed: int = 0,
                  scene_config: SceneConfig | None = None, cache: bool = True,

@@ -43,7 +43,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from ..data import to_float
+from ..data import like, to_float
 from ..models import Backbone, global_pool
 from .ops import cut_squares, normalise_each
 
@@ -214,10 +214,7 @@ def vignetting(images: torch.Tensor, *, strength: float) -> torch.Tensor:
     ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=images.device)
     xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=images.device)
     r2 = (ys.view(h, 1) ** 2 + xs.view(1, w) ** 2) / 2  # 1 at the corners
-    out = to_float(images) * (1 - strength * r2)
-    if images.dtype == torch.uint8:
-        return (out * 255).round().clamp(0, 255).to(torch.uint8)
-    return out.to(images.dtype)
+    return like(to_float(images) * (1 - strength * r2), images)
 
 
 def project_out_green_magenta(images: torch.Tensor) -> torch.Tensor:
