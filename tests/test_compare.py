@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ssl_teach import compare as compare_module
-from ssl_teach import finetune, profiles
+from ssl_teach import finetune, probe, profiles
 from ssl_teach.compare import check_sizes, compare, format_compare, labelled_subset
 from ssl_teach.pretext import TASKS
 from ssl_teach.train import TrainConfig
@@ -22,6 +22,10 @@ TINY_RECIPE = finetune.FinetuneConfig(steps=4, batch_size=16, eval_every=2)
 def tiny_profile(monkeypatch):
     monkeypatch.setitem(profiles.PROFILES, "quick", TINY)
     monkeypatch.setitem(finetune.RECIPES, "quick", TINY_RECIPE)
+    # a few L-BFGS iterations per fit: these tests check what is chosen and reported, and on
+    # a tiny dataset the optimiser's own bookkeeping would take most of their time
+    fit = probe.fit_logistic
+    monkeypatch.setattr(probe, "fit_logistic", lambda *a, **k: fit(*a, **{**k, "max_iter": 5}))
     return TINY
 
 

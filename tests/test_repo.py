@@ -1,6 +1,7 @@
 """Repository conventions: clean notebooks, one source of dependencies, the README's commands."""
 
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -89,9 +90,15 @@ def test_make_test_refuses_a_cache_that_is_not_fresh(tmp_path):
     before a single test runs."""
     import subprocess
 
-    (tmp_path / "checkpoints").mkdir()
-    # STAMP=/dev/null: the check runs before the environment is needed (none is built here)
-    res = subprocess.run(["make", "-s", "test", f"CACHE={tmp_path}", "STAMP=/dev/null"],
+    cache = tmp_path / "cache"
+    (cache / "checkpoints").mkdir(parents=True)
+    # STAMP: an installation stamp newer than pyproject.toml, so that make builds no environment
+    # (the check runs before one is needed)
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    future = (ROOT / "pyproject.toml").stat().st_mtime + 86_400
+    os.utime(stamp, (future, future))
+    res = subprocess.run(["make", "-s", "test", f"CACHE={cache}", f"STAMP={stamp}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode != 0
     assert "is not empty: make test trains from a fresh cache" in res.stderr

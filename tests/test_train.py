@@ -221,12 +221,15 @@ def test_cli_rejects_unknown_task_and_dataset():
 
 
 def test_cli_writes_results_json(tmp_path, monkeypatch):
-    from ssl_teach import cli, profiles
+    from ssl_teach import cli, finetune, profiles
 
     tiny = profiles.Profile(name="quick", image_size=32, n_unlabeled=128, n_train=100,
                             n_test=50, train=TrainConfig(budget_samples=256, batch_size=64,
                                                          width=8, depth=3))
     monkeypatch.setitem(profiles.PROFILES, "quick", tiny)
+    # a few fine-tuning steps: the JSON's fields are checked here, the numbers elsewhere
+    monkeypatch.setitem(finetune.RECIPES, "quick",
+                        finetune.FinetuneConfig(steps=4, batch_size=16, eval_every=2))
     out = tmp_path / "results.json"
     assert cli.main(["run", "rotation", "--out", str(out), "--quiet"]) == 0
     res = json.loads(out.read_text())
@@ -237,6 +240,7 @@ def test_cli_writes_results_json(tmp_path, monkeypatch):
         for accs in res["probe"][metric].values():
             assert set(accs) == {"block1", "block2", "block3"}
     assert {"pretext_batch_total", "train_step_total", "probe"} <= set(res["seconds"])
+    assert set(res["downstream"]["finetune"]) == {"rotation", "random"}
 
 
 def test_a_dataset_changed_in_code_is_never_served_the_originals_cache(tiny_scenes,
