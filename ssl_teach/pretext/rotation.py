@@ -277,7 +277,8 @@ class RotationTask:
 
     def probe_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """How the trained backbone sees a whole image in the probe: as it is (the letterbox
-        of the shortcut study is part of the pretext data only)."""
+        of the shortcut study and the disc of the 8-rotation ablation are part of the pretext
+        data only)."""
         return images
 
 
