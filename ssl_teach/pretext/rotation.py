@@ -79,11 +79,7 @@ def all_rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     The order is [all images at 0°, all at 90°, all at 180°, all at 270°].
     """
-    images = center_square_crop(images)
-    n = images.shape[0]
-    inputs = torch.cat([torch.rot90(images, k, dims=(-2, -1)) for k in range(4)])
-    targets = torch.arange(4, device=images.device).repeat_interleave(n)
-    return inputs, targets
+    return angle_set(center_square_crop(images), ANGLES)
 
 
 def sample_params(n: int, *, generator: torch.Generator, crop_pad: int = 0
@@ -267,10 +263,7 @@ class RotationTask:
             params["flip"] = torch.zeros_like(params["flip"])
         if self.letterbox:
             images = letterbox(images, share=self.letterbox)
-        upright = augment(images, params, crop_pad=self.crop_pad)
-        if self.rotations == 4:
-            return all_rotations(upright)
-        return angle_set(upright, self.angles)
+        return angle_set(augment(images, params, crop_pad=self.crop_pad), self.angles)
 
     def build_model(self, backbone: Backbone) -> nn.Module:
         return Classifier(backbone, LinearHead(backbone.out_channels, self.num_classes))
