@@ -12,6 +12,8 @@ from ssl_teach.pretext import exemplar as ex
 from ssl_teach.pretext import get_task
 from ssl_teach.train import TrainConfig, predict, train
 
+from loop_references import bilinear
+
 
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
@@ -28,12 +30,7 @@ def bilinear_loop(image, x, y):
     integers; the point must lie inside the image."""
     h, w = image.shape[-2:]
     assert -0.5 <= x <= w - 0.5 and -0.5 <= y <= h - 0.5
-    x, y = min(max(x, 0.0), w - 1.0), min(max(y, 0.0), h - 1.0)
-    x0, y0 = math.floor(x), math.floor(y)
-    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
-    fx, fy = x - x0, y - y0
-    return ((1 - fx) * (1 - fy) * image[:, y0, x0] + fx * (1 - fy) * image[:, y0, x1]
-            + (1 - fx) * fy * image[:, y1, x0] + fx * fy * image[:, y1, x1])
+    return bilinear(image, x, y)
 
 
 def geometry_loop(image, shift, scale, angle, patch_size):
