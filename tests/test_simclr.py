@@ -23,17 +23,19 @@ def rand_images(n=3, c=3, h=8, w=8, seed=0):
 
 # ----------------------------------------------------------------- slow per-sample references
 
-def crop_loop(image, box, flip):
-    """Output pixel (i, j) of an H x W view shows the crop's point at the same relative place:
-    x = left + (j + 0.5) / W * width (from the right edge when flipped), in image pixels."""
+def crop_loop(image, box, flip, size=None):
+    """Output pixel (i, j) of a view of S x S pixels (S = size, or the image's H x W) shows the
+    crop's point at the same relative place: x = left + (j + 0.5) / S * width (from the right
+    edge when flipped), as a share of the image's width W."""
     c, h, w = image.shape
+    oh, ow = (size, size) if size else (h, w)
     top, left, height, width = (float(v) for v in box)
-    out = torch.empty(c, h, w)
-    for i in range(h):
-        for j in range(w):
-            u = (w - j - 0.5) / w if flip else (j + 0.5) / w
+    out = torch.empty(c, oh, ow)
+    for i in range(oh):
+        for j in range(ow):
+            u = (ow - j - 0.5) / ow if flip else (j + 0.5) / ow
             x = (left + u * width) * w - 0.5
-            y = (top + (i + 0.5) / h * height) * h - 0.5
+            y = (top + (i + 0.5) / oh * height) * h - 0.5
             out[:, i, j] = bilinear(image, x, y)
     return out
 
@@ -84,6 +86,18 @@ def test_crop_resize_flip_matches_the_loop_reference():
     assert out.shape == images.shape
     for n in range(4):
         assert torch.allclose(out[n], crop_loop(images[n], box[n], bool(flip[n])), atol=1e-5), n
+
+
+@pytest.mark.parametrize("size", [4, 16])  # smaller and larger than the 7 x 9 images
+def test_views_of_another_size_match_the_loop_reference(size):
+    images = rand_images(3, h=7, w=9, seed=5)
+    box = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.1, 0.3, 0.5, 0.6], [0.2, 0.2, 0.3, 0.7]])
+    flip = torch.tensor([False, True, False])
+    out = sc.crop_resize_flip(images, box, flip, size=size)
+    assert out.shape == (3, 3, size, size)
+    for n in range(3):
+        assert torch.allclose(out[n], crop_loop(images[n], box[n], bool(flip[n]), size),
+                              atol=1e-5), n
 
 
 def test_whole_image_box_is_the_identity_and_flip_mirrors():
@@ -233,10 +247,10 @@ def test_accuracy_of_the_logits_is_nearest_neighbour_is_partner():
 # ----------------------------------------------------------------- the task
 
 def test_make_batch_gives_two_views_per_image_in_pairs():
-    task = sc.SimCLRTask(group=4)
+    task = sc.SimCLRTask(group=4, view_size=24)
     images = (rand_images(5, h=16, w=16, seed=15) * 255).to(torch.uint8)
     inputs, targets = task.make_batch(images, generator=gen(16))
-    assert inputs.shape == (10, 3, 16, 16) and inputs.dtype == torch.float32
+    assert inputs.shape == (10, 3, 24, 24) and inputs.dtype == torch.float32
     assert 0 <= inputs.min() and inputs.max() <= 1
     assert torch.equal(targets, torch.tensor([0, 0, 2, 2, 4, 4, 6, 6, 0, 0]))
     assert not torch.allclose(inputs[0], inputs[1])  # two different augmentations
@@ -244,8 +258,11 @@ def test_make_batch_gives_two_views_per_image_in_pairs():
     again, _ = task.make_batch(images, generator=gen(16))
     assert torch.equal(inputs, again)
     p = task.sample_params(10, generator=gen(16))
-    assert torch.allclose(sc.two_views(images.float() / 255, p), inputs)
-    off = sc.SimCLRTask(crop=False, flip=False, colour_jitter=False, grayscale=False)
+    assert torch.allclose(sc.two_views(images.float() / 255, p, size=24), inputs)
+    same_size = sc.SimCLRTask(group=4, view_size=0)  # views of the image's size
+    assert same_size.make_batch(images, generator=gen(16))[0].shape == (10, 3, 16, 16)
+    off = sc.SimCLRTask(crop=False, flip=False, colour_jitter=False, grayscale=False,
+                        view_size=0)
     plain, _ = off.make_batch(images, generator=gen(16))
     assert torch.allclose(plain, (images.float() / 255).repeat_interleave(2, 0), atol=1e-5)
 
@@ -271,6 +288,7 @@ def test_task_contract():
     assert sc.SimCLRTask(colour_jitter=False).families == ("crop", "flip", "grayscale")
     opts = task.options()
     assert opts["temperature"] == 0.2 and opts["group"] == 64 and opts["colour_jitter"]
+    assert opts["view_size"] == 32 and opts["min_scale"] == 0.3  # sized for CPU minutes
     assert task.probe_inputs(rand_images(2)).shape == (2, 3, 8, 8)
 
 
@@ -312,6 +330,11 @@ def test_bad_input_gives_clear_errors():
         sc.SimCLRTask(min_scale=1.5)
     with pytest.raises(ValueError, match="strength"):
         sc.SimCLRTask(strength=-1)
+    with pytest.raises(ValueError, match="view size must be an int of at least 16"):
+        sc.SimCLRTask(view_size=8)
+    with pytest.raises(ValueError, match="view size"):
+        sc.crop_resize_flip(rand_images(2), sc.identity_params(2)["box"],
+                            torch.zeros(2, dtype=bool), size=0)
     with pytest.raises(ValueError, match="projection_dim"):
         sc.SimCLRTask(projection_dim=0)
     with pytest.raises(ValueError, match="unknown augmentation families"):

@@ -13,8 +13,8 @@ view by cosine similarity.
 Paper details kept here:
 
 - two views of every image, each a fresh composition of every enabled family: a random resized
-  crop (8-100% of the image's area, aspect ratio 3/4-4/3 drawn log-uniformly, resized back to
-  the image's size) with a horizontal flip half of the time; colour jitter with probability 0.8
+  crop (8-100% of the image's area, aspect ratio 3/4-4/3 drawn log-uniformly, resized to the
+  image's size) with a horizontal flip half of the time; colour jitter with probability 0.8
   (brightness, contrast and saturation multiplied by factors in [1 - 0.8s, 1 + 0.8s], hue
   shifted by up to 0.2s of the colour circle, s = ``strength``: 1 on ImageNet, 0.5 on
   CIFAR-10); grayscale with probability 0.2. Gaussian blur, used on ImageNet only, is left out
@@ -36,6 +36,13 @@ candidates, and with it ``num_classes`` and ``chance``, does not depend on the b
 ``group`` = the images of a training batch (the default suits the quick profile's 128 views),
 every view is compared with the whole batch, as in the paper. A smaller last group has fewer
 candidates: the missing ones get the logit :data:`NO_CANDIDATE`, which no softmax can choose.
+
+Two departures from the paper, sized for CPU minutes, are the defaults; ``SimCLRTask(view_size=0,
+min_scale=0.08)`` is the paper's setting. Views are resized to ``view_size`` = 32 px rather than
+to the image's size (the paper's CIFAR-10 views are 32 px too): a step on 64 px scenes then costs
+a fraction of one on full-size views. And the smallest crop is ``min_scale`` = 0.3 of the
+image's area rather than 0.08: on the scenes, with a budget of CPU minutes, the paper's smaller
+crops left the features below a random network's.
 
 Two simplifications of torchvision's transforms, which the paper used: the four jitter
 operations run in a fixed order (brightness, contrast, saturation, hue) instead of a random one,
@@ -137,13 +144,17 @@ def sample_params(n: int, *, families: tuple[str, ...] = FAMILIES,
 
 # --------------------------------------------------------------------------- augmentations
 
-def crop_resize_flip(images: torch.Tensor, box: torch.Tensor, flip: torch.Tensor
-                     ) -> torch.Tensor:
+def crop_resize_flip(images: torch.Tensor, box: torch.Tensor, flip: torch.Tensor, *,
+                     size: int | None = None) -> torch.Tensor:
     """Cut box[i] (top, left, height, width, shares of the image's sides) out of images[i],
-    resize it to the image's size (bilinear; points beyond the image take the nearest edge
-    pixel) and mirror it left-right where flip[i]: (N, C, H, W) -> (N, C, H, W)."""
+    resize it to ``size`` x ``size`` pixels (None: the image's size; bilinear, points beyond
+    the image take the nearest edge pixel) and mirror it left-right where flip[i]:
+    (N, C, H, W) -> (N, C, size, size)."""
     _check_images(images)
-    n, _, h, w = images.shape
+    n = images.shape[0]
+    if size is not None:
+        _check_view_size(size)
+    h, w = (size, size) if size else images.shape[-2:]
     box = box.to(images.device, images.dtype)
     if box.shape != (n, 4):
         raise ValueError(f"box must be (N, 4) = top, left, height, width per image for "
@@ -221,20 +232,23 @@ def random_grayscale(images: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
     return torch.where(flags, grayscale(images).expand_as(images), images)
 
 
-def apply(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Deterministic part: crop, resize and flip, then colour jitter, then grayscale: one view
-    of each image, (N, C, H, W) in [0, 1] -> (N, C, H, W) in [0, 1]."""
+def apply(images: torch.Tensor, params: dict[str, torch.Tensor], *, size: int | None = None
+          ) -> torch.Tensor:
+    """Deterministic part: crop, resize to ``size`` (None: the image's size) and flip, then
+    colour jitter, then grayscale: one view of each image, (N, C, H, W) in [0, 1] ->
+    (N, C, size, size) in [0, 1]."""
     _check_images(images)
-    out = crop_resize_flip(images, params["box"], params["flip"])
+    out = crop_resize_flip(images, params["box"], params["flip"], size=size)
     out = colour_jitter(out, params)
     return random_grayscale(out, params["grayscale"])
 
 
-def two_views(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Both views of every image: (N, C, H, W) and parameters for 2N views -> (2N, C, H, W),
-    the views of image i at 2i and 2i + 1."""
+def two_views(images: torch.Tensor, params: dict[str, torch.Tensor], *,
+              size: int | None = None) -> torch.Tensor:
+    """Both views of every image: (N, C, H, W) and parameters for 2N views ->
+    (2N, C, size, size) (None: the image's size), the views of image i at 2i and 2i + 1."""
     _check_images(images)
-    return apply(images.repeat_interleave(2, dim=0), params)
+    return apply(images.repeat_interleave(2, dim=0), params, size=size)
 
 
 # --------------------------------------------------------------------------- the loss
@@ -361,6 +375,12 @@ def _check_scale(scale):
                          f"of the image's area), got {scale!r}")
 
 
+def _check_view_size(size, minimum: int = 1, why: str = ""):
+    if isinstance(size, bool) or not isinstance(size, int) or size < minimum:
+        raise ValueError(f"view size must be an int of at least {minimum} pixels{why}, "
+                         f"got {size!r}")
+
+
 def _check_strength(strength):
     if not 0 <= strength <= 2.5:
         raise ValueError(f"colour jitter strength must lie in [0, 2.5] (the paper uses 0.5 "
@@ -381,7 +401,8 @@ class SimCLRTask:
     group: int = 64  # images whose views are compared together (the batch, in the paper)
     projection_dim: int = 128  # size of z (the paper: 128)
     hidden: int = 0  # width of the projection head's hidden layer (0: the backbone's width)
-    min_scale: float = 0.08  # smallest crop, as a share of the image's area
+    min_scale: float = 0.3  # smallest crop, as a share of the image's area (the paper: 0.08)
+    view_size: int = 32  # side of the views in pixels (0: the image's; see the module docstring)
     strength: float = 0.5  # colour jitter strength s
     crop: bool = True
     flip: bool = True
@@ -390,13 +411,16 @@ class SimCLRTask:
 
     name = "simclr"
     samples_per_image = 2  # two views of every image
-    min_image_size = 16  # views keep the image's size; the default backbone halves it 4 times
+    min_image_size = 16  # the default backbone halves its input 4 times (views and images)
 
     def __post_init__(self):
         _check_temperature(self.temperature)
         _check_group(self.group)
         _check_scale((self.min_scale, 1.0))
         _check_strength(self.strength)
+        if self.view_size:
+            _check_view_size(self.view_size, self.min_image_size,
+                             " (the backbone halves its input 4 times; 0: the image's size)")
         if self.projection_dim < 1 or self.hidden < 0:
             raise ValueError(f"need projection_dim >= 1 and hidden >= 0 (0: the backbone's "
                              f"width), got {self.projection_dim} and {self.hidden}")
@@ -433,7 +457,7 @@ class SimCLRTask:
         _check_images(images)
         images = to_float(images)
         params = self.sample_params(2 * images.shape[0], generator=generator)
-        inputs = two_views(images, params)
+        inputs = two_views(images, params, size=self.view_size or None)
         return inputs, partner_targets(len(inputs), group=self.group, device=inputs.device)
 
     def build_model(self, backbone: Backbone) -> SimCLRModel:
