@@ -57,6 +57,7 @@ from .cache import (
 )
 from .data import Dataset, to_float
 from .models import Backbone, Classifier, LinearHead, build_backbone
+from .pretext.base import Task
 
 CHECKPOINT_FORMAT = 1
 
@@ -161,7 +162,7 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class SupervisedTask:
+class SupervisedTask(Task):
     """The supervised baseline as a 'task': predict the true class of each image.
 
     It trains the same backbone with the same loop and budget as every pretext task, so its
@@ -177,13 +178,6 @@ class SupervisedTask:
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(str(i) for i in range(self.num_classes))
-
-    @property
-    def chance(self) -> float:
-        return 1 / self.num_classes
-
-    def options(self) -> dict:
-        return dataclasses.asdict(self)
 
     def training_data(self, dataset: Dataset):
         return dataset.train_images, dataset.train_labels

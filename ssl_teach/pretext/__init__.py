@@ -5,7 +5,9 @@ Each task object has ``name``, ``class_names``, ``num_classes``, ``chance``,
 of the checkpoint key), ``make_batch(images, generator=...)`` -> ``(inputs, targets)`` on the
 images' device (``images`` uint8 as stored, or float in [0, 1]; the inputs are float),
 ``build_model(backbone)`` -> a module from inputs to logits, and ``probe_inputs(images)`` (how
-the trained backbone is applied to whole images in the probe).
+the trained backbone is applied to whole images in the probe). Every task is a frozen dataclass
+whose fields are its settings and derives from :class:`~ssl_teach.pretext.base.Task`, which
+gives ``chance`` and ``options()``.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ from torch import nn
 
 from ..data import Dataset, to_float
 from ..models import Backbone, Classifier, LinearHead
+from .base import Task
 from .ops import cut_squares
 
 TRANSLATION = 0.2
@@ -499,7 +500,7 @@ def _check_patch_fits(images, patch_size, context):
 # --------------------------------------------------------------------------- the task
 
 @dataclasses.dataclass(frozen=True)
-class ExemplarTask:
+class ExemplarTask(Task):
     """Exemplar-CNN as a pretext task (see the module docstring).
 
     Each training sample is a fresh transformation of its seed, so the paper's "samples per
@@ -563,16 +564,9 @@ class ExemplarTask:
         return tuple(f"seed {i}" for i in range(self.num_classes))
 
     @property
-    def chance(self) -> float:
-        return 1 / self.num_classes
-
-    @property
     def families(self) -> tuple[str, ...]:
         """The enabled transformation families."""
         return tuple(f for f in FAMILIES if getattr(self, f))
-
-    def options(self) -> dict:
-        return dataclasses.asdict(self)
 
     def samples_per_class(self, budget_samples: int) -> float:
         """Transformed samples of each surrogate class seen in training on this budget."""

@@ -49,6 +49,7 @@ from torch import nn
 from ..cache import CorruptCacheFile, atomic_save, cache_dir, safe_load
 from ..data import to_float
 from ..models import Backbone, global_pool
+from .base import Task
 from .ops import cut_squares, normalise_each
 
 GRID = 3
@@ -402,7 +403,7 @@ def probe_tile_average(backbone: nn.Module, dataset, *, tile_size: int = 16, gap
 # --- the task -------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class JigsawTask:
+class JigsawTask(Task):
     """Jigsaw puzzles as a pretext task (see the module docstring)."""
 
     num_permutations: int = 100  # size of the permutation set (the classes)
@@ -442,10 +443,6 @@ class JigsawTask:
         return self.num_permutations
 
     @property
-    def chance(self) -> float:
-        return 1 / self.num_permutations
-
-    @property
     def class_names(self) -> tuple[str, ...]:
         return tuple("".join(map(str, p.tolist())) for p in self.permutations)
 
@@ -464,9 +461,6 @@ class JigsawTask:
         return describe_permutation_set(
             self._perms(), name=f"greedy {self.criterion}-distance set (seed "
                                 f"{self.permutation_seed})")
-
-    def options(self) -> dict:
-        return dataclasses.asdict(self)
 
     def make_batch(self, images: torch.Tensor, *, generator: torch.Generator
                    ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -45,6 +45,7 @@ from torch import nn
 
 from ..data import like, to_float
 from ..models import Backbone, global_pool
+from .base import Task
 from .ops import cut_squares, normalise_each
 
 OFFSETS = ((-1, -1), (-1, 0), (-1, 1),
@@ -307,7 +308,7 @@ class SinglePatch(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class PatchGridTask:
+class PatchGridTask(Task):
     """What every task on the 3x3 patch grid shares: the grid settings, the colour handling
     and how a whole image is shown to the patch-trained backbone."""
 
@@ -331,13 +332,6 @@ class PatchGridTask:
     @property
     def min_image_size(self) -> int:
         return grid_extent(patch=self.patch, gap=self.gap, jitter=self.jitter)
-
-    @property
-    def chance(self) -> float:
-        return 1 / self.num_classes
-
-    def options(self) -> dict:
-        return dataclasses.asdict(self)
 
     def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
         """Whole-image steps before cutting: the synthetic aberration, if asked for."""

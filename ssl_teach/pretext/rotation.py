@@ -32,6 +32,7 @@ from torch import nn
 
 from ..data import to_float
 from ..models import Backbone, Classifier, LinearHead
+from .base import Task
 from .ops import cut_squares
 
 ANGLES = (0, 90, 180, 270)
@@ -211,7 +212,7 @@ def _check_images(images):
 
 
 @dataclasses.dataclass(frozen=True)
-class RotationTask:
+class RotationTask(Task):
     """Rotation prediction as a pretext task (see the module docstring)."""
 
     flip: bool = True  # random horizontal flips before turning (augmentation)
@@ -248,13 +249,6 @@ class RotationTask:
     def samples_per_image(self) -> int:  # every image gives one input per angle per batch
         return self.rotations
 
-    @property
-    def chance(self) -> float:
-        return 1 / self.num_classes
-
-    def options(self) -> dict:
-        return dataclasses.asdict(self)
-
     def make_batch(self, images: torch.Tensor, *, generator: torch.Generator
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         images = to_float(images)
@@ -276,7 +270,7 @@ class RotationTask:
 
 
 @dataclasses.dataclass(frozen=True)
-class MirrorTask:
+class MirrorTask(Task):
     """Diagnosis only (01's exercise 5), not one of the course's tasks: was this image mirrored
     left-right? Every image goes into the batch twice, as it is (label 0) and mirrored (label
     1). Rotation works because the scenes have an up and a down; this asks whether they have a
@@ -287,13 +281,6 @@ class MirrorTask:
     num_classes = 2
     samples_per_image = 2
     min_image_size = 16
-
-    @property
-    def chance(self) -> float:
-        return 1 / self.num_classes
-
-    def options(self) -> dict:
-        return {}
 
     def make_batch(self, images: torch.Tensor, *, generator: torch.Generator
                    ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -63,6 +63,7 @@ from torch import nn
 from ..data import Dataset, to_float
 from ..models import Backbone, Classifier, LinearHead, global_pool
 from ..probe import probe_features
+from .base import Task
 from .exemplar import hsv_to_rgb, rgb_to_hsv
 
 SCALE = (0.08, 1.0)
@@ -390,7 +391,7 @@ def _check_strength(strength):
 # --------------------------------------------------------------------------- the task
 
 @dataclasses.dataclass(frozen=True)
-class SimCLRTask:
+class SimCLRTask(Task):
     """SimCLR as a pretext task (see the module docstring).
 
     The training budget counts views: each image gives two (``samples_per_image``), so a batch
@@ -435,16 +436,9 @@ class SimCLRTask:
         return tuple(f"candidate {i}" for i in range(self.num_classes))
 
     @property
-    def chance(self) -> float:
-        return 1 / self.num_classes
-
-    @property
     def families(self) -> tuple[str, ...]:
         """The enabled augmentation families."""
         return tuple(f for f in FAMILIES if getattr(self, f))
-
-    def options(self) -> dict:
-        return dataclasses.asdict(self)
 
     def sample_params(self, n_views: int, *, generator: torch.Generator) -> dict:
         """The augmentation parameters of ``n_views`` views with this task's settings."""
