@@ -361,7 +361,9 @@ def _on_cpu(model: nn.Module, precision: str) -> nn.Module:
 
 
 def _new_model(task, dataset: Dataset, config: TrainConfig) -> nn.Module:
-    backbone = build_backbone(in_channels=dataset.channels, width=config.width,
+    # a task may read fewer channels than the images have (colorization: lightness only)
+    backbone = build_backbone(in_channels=getattr(task, "in_channels", dataset.channels),
+                              width=config.width,
                               depth=config.depth, convs_per_block=config.convs_per_block,
                               seed=config.seed)
     with torch.random.fork_rng(devices=[]):
@@ -513,7 +515,11 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
     channels_last = dev.type in ("cpu", "cuda")
     amp = autocast_dtype(config.precision, dev)
     scaler = _grad_scaler() if amp == torch.float16 else None
-    model = _new_model(task, dataset, config).to(dev)
+    model = _new_model(task, dataset, config)
+    if hasattr(task, "fit_to_data"):  # settings learned from the data (colorization's weights)
+        task.fit_to_data(model, images, seed=config.seed)
+    model = model.to(dev)
+    loss_of = getattr(model, "pretext_loss", None)  # a task's own loss; else cross-entropy
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     decay, no_decay = [], []
@@ -552,7 +558,8 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
             clock.mark()
             with (torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()):
                 logits = model(inputs)
-                loss = nn.functional.cross_entropy(logits.float(), targets)
+                loss = (loss_of(logits.float(), targets) if loss_of is not None
+                        else nn.functional.cross_entropy(logits.float(), targets))
             _optimiser_step(loss, opt, scaler)
             sched.step()
             clock.mark()

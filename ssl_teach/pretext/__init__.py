@@ -7,7 +7,11 @@ images' device (``images`` uint8 as stored, or float in [0, 1]; the inputs are f
 ``build_model(backbone)`` -> a module from inputs to logits, and ``probe_inputs(images)`` (how
 the trained backbone is applied to whole images in the probe). Every task is a frozen dataclass
 whose fields are its settings and derives from :class:`~ssl_teach.pretext.base.Task`, which
-gives ``chance`` and ``options()``.
+gives ``chance`` and ``options()``. Three optional parts, for tasks that need them: a task's
+``in_channels`` (the backbone reads fewer channels than the images have: colorization sees
+lightness only), its ``fit_to_data(model, images, seed=...)`` (called once before training, for
+settings learned from the training images) and the model's ``pretext_loss(logits, targets)``
+(used instead of the cross-entropy).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ TASKS = {
 }
 """Every pretext task by the name the CLI and the notebooks use: (module, class).
 
-:mod:`ssl_teach.pretext.simclr` (contrastive learning) keeps the same contract but is not listed
-yet: ``compare``, ``sweep``, ``bench`` and ``run`` take it once it has a budget of its own in the
-profiles and committed records."""
+:mod:`ssl_teach.pretext.simclr` (contrastive learning) and :mod:`ssl_teach.pretext.colorization`
+(predicting colours from lightness) keep the same contract but are not listed yet: ``compare``,
+``sweep``, ``bench`` and ``run`` take them once they have budgets of their own in the profiles
+and committed records."""
 
 
 def task_class(name: str):
