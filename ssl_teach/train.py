@@ -363,9 +363,8 @@ def _on_cpu(model: nn.Module, precision: str) -> nn.Module:
 def _new_model(task, dataset: Dataset, config: TrainConfig) -> nn.Module:
     # a task may read fewer channels than the images have (colorization: lightness only)
     backbone = build_backbone(in_channels=getattr(task, "in_channels", dataset.channels),
-                              width=config.width,
-                              depth=config.depth, convs_per_block=config.convs_per_block,
-                              seed=config.seed)
+                              width=config.width, depth=config.depth,
+                              convs_per_block=config.convs_per_block, seed=config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 1)  # the head's initialisation is seeded too
         return task.build_model(backbone)
