@@ -158,9 +158,7 @@ def rebalance_weights(counts: torch.Tensor, centres: torch.Tensor, *, rebalance:
     """The class weights of the loss (Q,): w proportional to ((1 - rebalance) p~ + rebalance /
     Q)^-1, p~ the bin distribution ``counts`` smoothed by a Gaussian of ``sigma`` in ab, scaled
     so that the mean weight over p~ is 1. ``rebalance`` = 1 gives every bin weight 1."""
-    if not 0 <= rebalance <= 1:
-        raise ValueError(f"rebalance (the share of the uniform distribution) must lie in "
-                         f"[0, 1], got {rebalance!r}")
+    _check_rebalance(rebalance)
     counts = counts.double()
     if counts.sum() <= 0:
         raise ValueError("no pixels to estimate the colour distribution from")
@@ -171,6 +169,12 @@ def rebalance_weights(counts: torch.Tensor, centres: torch.Tensor, *, rebalance:
     smooth = smooth / smooth.sum()
     w = 1 / ((1 - rebalance) * smooth + rebalance / len(p))
     return (w / (smooth * w).sum()).float()
+
+
+def _check_rebalance(rebalance):
+    if not 0 <= rebalance <= 1:
+        raise ValueError(f"rebalance (the share of the uniform distribution) must lie in "
+                         f"[0, 1], got {rebalance!r}")
 
 
 def annealed_mean(logits: torch.Tensor, centres: torch.Tensor, *, temperature: float = 0.38
@@ -239,7 +243,7 @@ class ColorizationTask(Task):
         if self.stride not in (2, 4, 8, 16):
             raise ValueError(f"stride must be 2, 4, 8 or 16 (the output is the map of block "
                              f"log2(stride)), got {self.stride!r}")
-        rebalance_weights(torch.ones(1), torch.zeros(1, 2), rebalance=self.rebalance)
+        _check_rebalance(self.rebalance)
         if not self.temperature > 0 or self.hidden < 1 or self.prior_images < 1:
             raise ValueError(f"need temperature > 0, hidden >= 1 and prior_images >= 1, got "
                              f"{self.temperature}, {self.hidden}, {self.prior_images}")
