@@ -28,7 +28,9 @@ The ``full`` profile next to the papers (the papers' numbers, not measured with 
   64 px images are CIFAR-10's upsampled twice) and random flips; Exemplar-CNN with 16,000
   surrogate classes (the paper: up to 32,000), 625 transformed samples of each on the 10
   million sample budget; jigsaw with the paper's 1000-permutation set; relative patch
-  location with colour dropping, as the released training code always does.
+  location with colour dropping, as the released training code always does; SimCLR with the
+  paper's views (crops of 8-100% of the area, resized to the image's size) and every view of a
+  batch of 512 (256 images) compared with every other, as the paper's batch.
 - the papers' numbers, and how their protocols differ from our probe (a multinomial logistic
   regression on each block's map average-pooled to at most 1,024 features, no augmentation;
   the full backbone's block 3 gives 256 channels x 2 x 2):
@@ -47,6 +49,9 @@ The ``full`` profile next to the papers (the papers' numbers, not measured with 
   * Jigsaw (Noroozi & Favaro 2016) and relative patch location (Doersch et al. 2015) report
     ImageNet / PASCAL VOC transfer only, no CIFAR-10 or STL-10 numbers; relative patch
     location's pretext accuracy was about 38% (chance 12.5%), on far larger images.
+  * SimCLR (Chen et al. 2020): 76.5% top-1 on ImageNet with a linear classifier on a ResNet-50
+    four times as wide, trained with batches of 4,096 images; its CIFAR-10 runs use 32 px views
+    and a ResNet-50 adapted to small images.
 
   Our probe of a smaller backbone is a different protocol: expect numbers below these, with
   the same ordering of baselines.
@@ -124,7 +129,9 @@ PROFILES = {
         # surrogate class (N = 500); 02 measures how too few samples per class (N = 2,000 at 8
         # per class) probe below random-init; at width 16, 48,000 samples probed less than 10
         # points above random-init
-        task_budget={"relative_patch": 32_000, "exemplar": 64_000},
+        # simclr: the budget counts views, two per image (32,000 images); a 32 px view costs
+        # about 1/4 of a 64 px image; `sweep --tasks simclr` measures longer budgets
+        task_budget={"relative_patch": 32_000, "exemplar": 64_000, "simclr": 64_000},
     ),
     "full": Profile(
         # counts above a dataset's size take it whole (CIFAR-10: 50,000 / 50,000 / 10,000;
@@ -136,7 +143,8 @@ PROFILES = {
         # the papers' settings (see the module docstring)
         task_options={"rotation": {"crop_pad": 8}, "exemplar": {"num_classes": 16_000},
                       "jigsaw": {"num_permutations": 1000},
-                      "relative_patch": {"colour_drop": True}},
+                      "relative_patch": {"colour_drop": True},
+                      "simclr": {"view_size": 0, "min_scale": 0.08, "group": 256}},
         # on a GPU that holds the images, batches are made there; else by 6 DataLoader
         # worker processes while the model trains (see train.py and the README's numbers)
         workers="auto",

@@ -30,6 +30,10 @@ def test_full_profile_trains_each_task_as_the_papers_and_released_code_do():
     # hundred samples each (the paper: up to 32,000 classes)
     assert full.task("jigsaw").num_permutations == 1000  # the paper's main set
     assert full.task("relative_patch").colour_drop  # the released code always drops colour
+    simclr = full.task("simclr")  # the paper's crops, views at the image's size, and every
+    # view of a training batch compared with every other
+    assert (simclr.min_scale, simclr.view_size) == (0.08, 0) and (
+        2 * simclr.group == full.train_config("simclr").batch_size)
     for name in TASKS:  # every option fits the profile's images
         assert full.task(name).min_image_size <= full.image_size, name
 
