@@ -526,3 +526,51 @@ def check_closest_pair_prediction(predict_closest_pair, stats: dict) -> bool:
                             f"set and in {random:.0f} in the random one (mean distance "
                             f"{stats['greedy, average (default)']['mean']:.2f} against "
                             f"{stats['random']['mean']:.2f})")
+
+
+# --------------------------------------------------------------------------------------------
+# 06_contrastive_learning
+
+
+def check_nt_xent(nt_xent) -> bool:
+    """Exercise: the NT-Xent loss of projections z (2N, D), partners at rows 2k and 2k + 1,
+    every view against the other 2N - 1 of the batch, averaged over all 2N views."""
+    from .pretext.simclr import nt_xent as reference
+
+    ex = "nt_xent"
+    g = torch.Generator().manual_seed(0)
+    hint = ("three things to look at: sim is the cosine similarity (normalise each row of z "
+            "to length 1 first); a view is never its own candidate (set the diagonal of the "
+            "similarity matrix to -inf before the softmax); the partner of row i is row i + 1 "
+            "for even i and i - 1 for odd i (i ^ 1 in Python).")
+    cases = [(torch.randn(8, 5, generator=g), 0.5), (3 * torch.randn(12, 16, generator=g), 0.1),
+             (torch.randn(2, 3, generator=g), 1.0)]
+    for z, t in cases:
+        got = call_answer(ex, nt_xent, z.clone(), t)
+        expected = reference(z, temperature=t, group=len(z) // 2)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            _fail(ex, f"return the loss as a scalar tensor, got {got!r}.")
+        if abs(float(got) - float(expected)) > 1e-4:
+            _fail(ex, f"for z of shape {tuple(z.shape)} and temperature {t}: got "
+                      f"{float(got):.4f}, expected {float(expected):.4f}.", hint)
+    return _ok(ex, "Every view against 2N - 1 candidates: a cross-entropy whose classes are the "
+                   "other views of the batch.")
+
+
+def check_crop_prediction(predict_without_crops, runs: dict) -> bool:
+    """Predict, then run: switching the random crops off, is the pretext accuracy "higher" or
+    "lower" than with them, and the probe? ``runs`` maps "with crops" and "without crops" to
+    {"pretext": partner found, "probe": best-block probe}; the answer is a pair of "higher" /
+    "lower" (pretext, probe)."""
+    ex = "predict_without_crops"
+    answer = call_answer(ex, predict_without_crops)
+    choices = ("higher", "lower")
+    if not (isinstance(answer, tuple) and len(answer) == 2 and set(answer) <= set(choices)):
+        _fail(ex, f"return a pair (pretext, probe), each 'higher' or 'lower', got {answer!r}.")
+    on, off = runs["with crops"], runs["without crops"]
+    measured = tuple("higher" if off[k] > on[k] else "lower" for k in ("pretext", "probe"))
+    evidence = (f"without crops the partner is found {100 * off['pretext']:.1f}% of the time "
+                f"({100 * on['pretext']:.1f}% with them) and the probe gets "
+                f"{100 * off['probe']:.1f}% ({100 * on['probe']:.1f}%)")
+    return judge_prediction(ex, answer, measured,
+                            tuple((a, b) for a in choices for b in choices), evidence)

@@ -8,6 +8,7 @@ buttons and sliders call, so a notebook — or a test — can drive it without a
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 
@@ -15,6 +16,7 @@ import ipywidgets as w
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import clear_output, display
+from torch import nn
 
 from .data import to_float
 from .viz import to_display
@@ -68,6 +70,10 @@ def static_html(widget: w.Widget) -> str:
         return f"<div>{widget.value}</div>"
     if isinstance(widget, w.Button):
         return f"<button disabled>{html.escape(widget.description)}</button>"
+    if isinstance(widget, w.Checkbox):
+        mark = " checked" if widget.value else ""
+        return (f'<label><input type="checkbox" disabled{mark}/> '
+                f"{html.escape(widget.description)}</label>")
     if isinstance(widget, (w.IntSlider, w.FloatSlider, w.Dropdown)):
         value = widget.label if isinstance(widget, w.Dropdown) else widget.value
         return (f"<span><b>{html.escape(widget.description)}</b> "
@@ -544,5 +550,178 @@ class ExemplarExplorer(_Widget):
         verdict = "recognised" if self.recognised else f"not recognised (rank {self.rank})"
         fig.suptitle(f"{verdict}: p(own class) = {float(self.probs[own]):.2f}", fontsize=9,
                      color="tab:green" if self.recognised else "tab:red")
+        fig.tight_layout()
+        show_in(self.out, fig)
+
+
+# --------------------------------------------------------------------------------------------
+# 06_contrastive_learning
+
+
+class TwoViewExplorer(_Widget):
+    """One image and its two augmented views, the augmentation families switched on and off
+    one by one; with a SimCLR network, the two views' cosine similarity and where the partner
+    ranks among the views of ``group`` images (the image and the ones after it)."""
+
+    FAMILIES = {"crop": "crop", "flip": "flip", "colour_jitter": "colour jitter",
+                "grayscale": "grayscale"}
+
+    def __init__(self, task, images: torch.Tensor, *, model=None):
+        from .pretext import simclr
+
+        if len(images) < 2:
+            raise ValueError("the explorer needs at least 2 images (a partner and a negative)")
+        self.task, self.images, self.model = task, to_float(images), model
+        self._simclr = simclr
+        self.index = w.IntSlider(0, 0, len(images) - 1, description="image")
+        self.draw = w.IntSlider(0, 0, 99, description="draw")
+        self.switches = {f: w.Checkbox(value=getattr(task, f), description=label, indent=False)
+                         for f, label in self.FAMILIES.items()}
+        for control in (self.index, self.draw, *self.switches.values()):
+            control.observe(lambda _: self.update(), names="value")
+        self.out = w.Output()
+        self.status = w.HTML()
+        self.widget = w.VBox([w.HBox([self.index, self.draw]),
+                              w.HBox(list(self.switches.values())), self.out, self.status])
+        self.similarity = self.rank = None
+        self.update()
+
+    def set(self, *, index: int | None = None, draw: int | None = None, **families) -> None:
+        """Move the sliders and switch families on or off (``colour_jitter=False``), as a
+        learner would."""
+        unknown = set(families) - set(self.switches)
+        if unknown:
+            raise ValueError(f"unknown augmentation families {sorted(unknown)}; "
+                             f"use {list(self.switches)}")
+        if index is not None:
+            self.index.value = index
+        if draw is not None:
+            self.draw.value = draw
+        for f, on in families.items():
+            self.switches[f].value = bool(on)
+
+    def current_task(self):
+        """The task with the families as switched."""
+        return dataclasses.replace(self.task, **{f: s.value for f, s in self.switches.items()})
+
+    def views(self) -> torch.Tensor:
+        """The views of the chosen image and of the images after it (group images in all):
+        (2 x group, C, V, V), the chosen image's two views first."""
+        group = min(self.task.group, len(self.images))
+        pick = (self.index.value + torch.arange(group)) % len(self.images)
+        g = torch.Generator().manual_seed(self.draw.value)
+        return self.current_task().make_batch(self.images[pick], generator=g)[0]
+
+    def update(self) -> None:
+        views = self.views()
+        task = self.current_task()
+        text = f"switched on: {', '.join(task.families) or 'nothing'}"
+        if self.model is not None:
+            z = self._simclr.project(self.model, views)
+            logits = self._simclr.nt_xent_logits(z, temperature=1.0, group=len(views) // 2)
+            self.similarity = float(logits[0, 0])  # view 0's partner sits at position 0
+            self.rank = int((logits[0] > logits[0, 0]).sum()) + 1
+            text += (f" · cosine similarity of the two views {self.similarity:.2f} · the "
+                     f"partner ranks {self.rank} of {logits.shape[1]} candidates")
+        self.status.value = text
+        fig, axes = plt.subplots(1, 3, figsize=(5.4, 2.0))
+        shown = (self.images[self.index.value], views[0], views[1])
+        for ax, img, title in zip(axes, shown, ("image", "view 1", "view 2")):
+            ax.imshow(to_display(img), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        fig.tight_layout()
+        show_in(self.out, fig)
+
+
+class PartnerGame(_Widget):
+    """Be the network: one view of an image and ``candidates`` views, one of them the other
+    view of the same image; click the partner. The network answers with the candidate whose
+    projection is most similar (cosine) to the view's; both scores are shown."""
+
+    def __init__(self, model, task, images: torch.Tensor, *, n_questions: int = 10,
+                 candidates: int = 8, seed: int = 0):
+        from .pretext import simclr
+
+        if not 2 <= candidates <= 9:
+            raise ValueError(f"candidates must be 2..9 (one button each), got {candidates}")
+        if n_questions * candidates > len(images):
+            raise ValueError(f"{n_questions} questions of {candidates} candidates need "
+                             f"{n_questions * candidates} images, only {len(images)} given")
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(images), generator=g)[:n_questions * candidates]
+        views = task.make_batch(to_float(images[pick]), generator=g)[0]
+        first, second = views[0::2], views[1::2]  # image i's views at 2i and 2i + 1
+        shape = (n_questions, candidates)
+        order = torch.stack([torch.randperm(candidates, generator=g) for _ in range(n_questions)])
+        rows = torch.arange(n_questions).view(-1, 1) * candidates
+        self.queries = first[rows[:, 0]]  # the first image of each question's block
+        self.candidates = second[(rows + order).flatten()].view(*shape, *second.shape[1:])
+        self.targets = (order == 0).float().argmax(1)  # where image 0's other view went
+        z_query = simclr.project(model, self.queries)
+        z_cand = simclr.project(model, self.candidates.flatten(0, 1)).view(*shape, -1)
+        sim = torch.einsum("nd,nkd->nk", nn.functional.normalize(z_query, dim=1),
+                           nn.functional.normalize(z_cand, dim=2))
+        self.model_answers = sim.argmax(1)
+        self.answers: list[int] = []
+        self.out = w.Output()
+        self.status = w.HTML()
+        buttons = []
+        for k in range(candidates):
+            b = w.Button(description=str(k + 1), tooltip=f"candidate {k + 1}",
+                         layout=w.Layout(width="48px"))
+            b.on_click(lambda _, k=k: self.answer(k))
+            buttons.append(b)
+        self.widget = w.VBox([self.out, w.HBox(buttons), self.status])
+        self.update()
+
+    @property
+    def done(self) -> bool:
+        return len(self.answers) >= len(self.targets)
+
+    @property
+    def learner_score(self) -> int:
+        return sum(int(a == t) for a, t in zip(self.answers, self.targets.tolist()))
+
+    @property
+    def model_score(self) -> int:
+        """The network's score on the questions answered so far (the same ones as yours)."""
+        n = len(self.answers)
+        return int((self.model_answers[:n] == self.targets[:n]).sum())
+
+    def answer(self, k: int) -> bool:
+        """Answer the current question with candidate ``k`` (0-based; the buttons show k + 1);
+        returns whether it was the partner."""
+        if self.done:
+            return False
+        if k not in range(self.candidates.shape[1]):
+            raise ValueError(f"answer with a candidate 0..{self.candidates.shape[1] - 1}, "
+                             f"got {k!r}")
+        right = k == int(self.targets[len(self.answers)])
+        self.answers.append(k)
+        self.update()
+        return right
+
+    def update(self) -> None:
+        n = len(self.answers)
+        score = f"you {self.learner_score}/{n} · network {self.model_score}/{n}"
+        last = ""
+        if n:
+            last = (f" · last: it was {int(self.targets[n - 1]) + 1}, you said "
+                    f"{self.answers[-1] + 1}, the network said "
+                    f"{int(self.model_answers[n - 1]) + 1}")
+        if self.done:
+            self.status.value = f"<b>Finished.</b> {score}{last}"
+            _clear(self.out)
+            return
+        self.status.value = f"Question {n + 1}/{len(self.targets)} · {score}{last}"
+        k = self.candidates.shape[1]
+        fig, axes = plt.subplots(1, k + 1, figsize=(1.15 * (k + 1), 1.6))
+        shown = [self.queries[n], *self.candidates[n]]
+        titles = ["this view", *(str(i + 1) for i in range(k))]
+        for ax, img, title in zip(axes, shown, titles):
+            ax.imshow(to_display(img), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(title, fontsize=9, fontweight="bold" if title == "this view" else None)
+            ax.axis("off")
         fig.tight_layout()
         show_in(self.out, fig)

@@ -90,6 +90,26 @@ def test_solutions_pass_their_checkers_where_they_need_no_notebook_state():
 
     assert exercises.check_rotation_batch(rotation_batch)
 
+    def nt_xent(z, temperature):
+        z = torch.nn.functional.normalize(z, dim=1)
+        logits = z @ z.T / temperature
+        logits.fill_diagonal_(float("-inf"))
+        return torch.nn.functional.cross_entropy(logits, torch.arange(len(z)) ^ 1)
+
+    assert exercises.check_nt_xent(nt_xent)
+
+    def unnormalised(z, temperature):
+        return nt_xent(10 * z, temperature)  # scale-free: still right
+
+    assert exercises.check_nt_xent(unnormalised)
+
+    def keeps_itself(z, temperature):  # a view counted among its own candidates
+        z = torch.nn.functional.normalize(z, dim=1)
+        return torch.nn.functional.cross_entropy(z @ z.T / temperature, torch.arange(len(z)) ^ 1)
+
+    with pytest.raises(exercises.ExerciseError, match=r"(?s)expected .*Hint:.*never its own"):
+        exercises.check_nt_xent(keeps_itself)
+
 
 def test_wrong_answers_get_a_message_that_says_what_differs():
     def clockwise(image, k):
@@ -317,6 +337,17 @@ def test_a_prediction_is_checked_against_what_the_run_measured():
         exercises.check_swap_prediction(lambda: "most", swap)
     with pytest.raises(exercises.ExerciseError, match="return one of 'most', 'little'"):
         exercises.check_swap_prediction(lambda: "a lot", swap)
+
+
+def test_the_crop_prediction_is_checked_against_both_numbers():
+    runs = {"with crops": {"pretext": 0.5, "probe": 0.6},
+            "without crops": {"pretext": 0.9, "probe": 0.4}}
+    assert exercises.check_crop_prediction(lambda: ("higher", "lower"), runs)
+    with pytest.raises(exercises.ExerciseError, match=r"predicted \('higher', 'higher'\); the "
+                                                      r"run measured \('higher', 'lower'\)"):
+        exercises.check_crop_prediction(lambda: ("higher", "higher"), runs)
+    with pytest.raises(exercises.ExerciseError, match="return a pair"):
+        exercises.check_crop_prediction(lambda: "higher", runs)
 
 
 def test_the_other_predictions_are_checked_against_their_runs():

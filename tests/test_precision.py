@@ -88,6 +88,12 @@ def test_the_profile_precision_reaches_the_training_config():
     forced = dataclasses.replace(quick, precision="float32")
     assert forced.train_config("rotation").precision == "float32"
     assert forced.train_config(None, seed=3).seed == 3
+    # a task may say what "auto" means for it; a precision the user forces wins
+    assert quick.train_config("simclr").precision == "float32"
+    assert dataclasses.replace(quick, precision="bfloat16").train_config(
+        "simclr").precision == "bfloat16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        dataclasses.replace(quick, task_precision={"simclr": "half"})
 
 
 def test_bfloat16_training_reaches_the_float32_accuracy(tiny_scenes):

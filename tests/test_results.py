@@ -77,7 +77,14 @@ def test_a_record_carries_its_provenance(tmp_path):
     assert path == tmp_path / "compare-quick-scenes.json"
     rec = results.load(path)
     p = rec["provenance"]
-    assert set(p) == {"date", "machine", "command", "package_version", "fingerprint"}
+    assert set(p) == {"date", "machine", "arithmetic", "command", "package_version",
+                      "fingerprint"}
+    assert results.same_arithmetic(rec)  # written here, with this machine's arithmetic
+    elsewhere = {**rec, "provenance": {**p, "arithmetic": "CPU kernels NONE, computes in "
+                                                          "float16, torch 0.0"}}
+    assert not results.same_arithmetic(elsewhere)
+    assert not results.same_arithmetic({**rec, "provenance": {k: v for k, v in p.items()
+                                                              if k != "arithmetic"}})
     assert p["command"].endswith("--record") and "cores" in p["machine"]
     assert p["fingerprint"] == results.fingerprint(results.configuration(
         "compare", sizes=["4", "16", "all"]))

@@ -319,6 +319,114 @@ def test_short_training_finds_partners_and_probes_the_head(tiny_scenes):
     assert all(0.0 <= v <= 1.0 for v in (*head.linear.values(), *head.knn.values()))
 
 
+# ----------------------------------------------------------------- reading a network
+
+def test_project_gives_the_heads_output_in_eval_mode_and_restores_training():
+    task = sc.SimCLRTask(group=4, projection_dim=6)
+    model = task.build_model(build_backbone(width=4))
+    views = rand_images(10, h=16, w=16, seed=3)
+    z = sc.project(model, views, batch_size=4)
+    assert model.training and z.shape == (10, 6) and z.dtype == torch.float32
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(z, model.project(views), atol=1e-6)
+
+
+def nearest_is_partner_loop(z, group):
+    """Per view, by brute force: is its most similar other view in its group its partner?"""
+    hits = []
+    for i in range(len(z)):
+        start = (i // (2 * group)) * 2 * group
+        others = [k for k in range(start, min(start + 2 * group, len(z))) if k != i]
+        sims = {k: float(torch.cosine_similarity(z[i], z[k], dim=0)) for k in others}
+        hits.append(max(sims, key=sims.get) == i ^ 1)
+    return sum(hits) / len(hits)
+
+
+@pytest.mark.parametrize("group", [1, 2, 3, 8])
+def test_partner_found_matches_a_brute_force_search(group):
+    z = torch.randn(16, 5, generator=gen(4))
+    z[1::2] = z[0::2] + 0.8 * torch.randn(8, 5, generator=gen(5))  # partners alike, not equal
+    assert sc.partner_found(z, group=group) == pytest.approx(nearest_is_partner_loop(z, group))
+
+
+def test_partner_found_falls_with_more_candidates_and_is_one_for_identical_views():
+    z = torch.randn(64, 8, generator=gen(6)).repeat_interleave(2, 0)  # both views identical
+    assert sc.partner_found(z, group=32) == 1.0
+    noisy = z + 1.5 * torch.randn(z.shape, generator=gen(7))
+    found = [sc.partner_found(noisy, group=g) for g in (1, 2, 8, 32, 64)]
+    assert found[0] == 1.0 and all(a >= b for a, b in zip(found, found[1:]))
+    assert found[-1] < 1.0
+
+
+def test_negative_weights_are_the_softmax_over_the_negatives_sorted():
+    z = torch.randn(12, 4, generator=gen(8))
+    w = sc.negative_weights(z, temperature=0.5, group=3)
+    assert w.shape == (12, 4) and torch.allclose(w.sum(1), torch.ones(12))
+    assert (w[:, :-1] >= w[:, 1:]).all()
+    # view 0 (group 0: views 0-5, partner 1): its negatives are views 2-5
+    sims = torch.stack([torch.cosine_similarity(z[0], z[k], dim=0) for k in range(2, 6)])
+    expected = (sims / 0.5).softmax(0).sort(descending=True).values
+    assert torch.allclose(w[0], expected, atol=1e-6)
+    # a lower temperature puts more of the push on the most similar negative
+    assert (sc.negative_weights(z, temperature=0.1, group=3)[:, 0] >= w[:, 0] - 1e-6).all()
+    with pytest.raises(ValueError, match="full groups"):
+        sc.negative_weights(z[:10], temperature=0.5, group=3)
+
+
+# ----------------------------------------------------------------- widgets
+
+def test_two_view_explorer_switches_families_and_reads_the_network():
+    from ssl_teach import widgets
+
+    task = sc.SimCLRTask(group=4, view_size=16)
+    model = task.build_model(build_backbone(width=4))
+    images = (rand_images(6, h=24, w=24, seed=11) * 255).to(torch.uint8)
+    explorer = widgets.TwoViewExplorer(task, images, model=model)
+    assert explorer.views().shape == (8, 3, 16, 16)  # 4 images (the group), two views each
+    assert explorer.rank is not None and 1 <= explorer.rank <= 7
+    first = explorer.views()
+    explorer.set(draw=5)
+    assert not torch.equal(first, explorer.views())
+    explorer.set(crop=False, flip=False, colour_jitter=False, grayscale=False)
+    assert explorer.current_task().families == ()
+    views = explorer.views()
+    assert torch.equal(views[0], views[1])  # both views are the image, resized
+    assert explorer.similarity == pytest.approx(1.0, abs=1e-5) and explorer.rank == 1
+    assert "nothing" in explorer.status.value
+    explorer.set(colour_jitter=True)
+    assert explorer.current_task().families == ("colour_jitter",)
+    assert 'type="checkbox"' in widgets.static_html(explorer.widget)
+    with pytest.raises(ValueError, match="unknown augmentation families"):
+        explorer.set(blur=True)
+
+
+def test_partner_game_puts_the_partner_among_the_candidates_and_scores_both_players():
+    from ssl_teach import widgets
+
+    task = sc.SimCLRTask(group=4, view_size=16, crop=False, flip=False, colour_jitter=False,
+                         grayscale=False)  # both views identical: the network cannot miss
+    model = task.build_model(build_backbone(width=4))
+    images = (rand_images(24, h=16, w=16, seed=12) * 255).to(torch.uint8)
+    game = widgets.PartnerGame(model, task, images, n_questions=4, candidates=6, seed=1)
+    assert game.candidates.shape == (4, 6, 3, 16, 16)
+    for q in range(4):  # the partner sits at the target, the other candidates are other images
+        t = int(game.targets[q])
+        assert torch.equal(game.candidates[q, t], game.queries[q])
+        assert all(not torch.equal(game.candidates[q, k], game.queries[q])
+                   for k in range(6) if k != t)
+    assert game.answer(int(game.targets[0])) and not game.answer((int(game.targets[1]) + 1) % 6)
+    assert (game.learner_score, game.model_score) == (1, 2)
+    assert "you said" in game.status.value and "Question 3/4" in game.status.value
+    for t in game.targets[2:].tolist():
+        game.answer(t)
+    assert game.done and game.learner_score == 3 and not game.answer(0)
+    with pytest.raises(ValueError, match="need 40 images"):
+        widgets.PartnerGame(model, task, images, n_questions=10, candidates=4)
+    with pytest.raises(ValueError, match="candidates must be 2..9"):
+        widgets.PartnerGame(model, task, images, n_questions=2, candidates=12)
+
+
 # ----------------------------------------------------------------- bad input
 
 def test_bad_input_gives_clear_errors():

@@ -343,6 +343,47 @@ def probe_head(model: SimCLRModel, dataset: Dataset, *, seed: int = 0):
                           num_classes=dataset.num_classes, seed=seed)
 
 
+# --------------------------------------------------------------------------- reading a network
+
+@torch.no_grad()
+def project(model: SimCLRModel, views: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+    """The projections z = g(h) of ``views`` (N, C, H, W) in eval() mode, float32: (N, D)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        return torch.cat([model.project(to_float(views[i:i + batch_size]).to(device)).float()
+                          for i in range(0, len(views), batch_size)]).cpu()
+    finally:
+        model.train(was_training)
+
+
+def partner_found(z: torch.Tensor, *, group: int) -> float:
+    """Share of views whose most similar view (cosine) among the other views of its group is
+    its partner: the pretext "accuracy" with ``group`` images, 2 x group - 1 candidates."""
+    logits = nt_xent_logits(z, temperature=1.0, group=group)
+    return (logits.argmax(1) == partner_targets(len(z), group=group)).float().mean().item()
+
+
+def negative_weights(z: torch.Tensor, *, temperature: float, group: int) -> torch.Tensor:
+    """How the NT-Xent loss of each view spreads its push over the view's negatives.
+
+    The gradient of a view's loss with respect to its similarity to negative k is
+    p_k / temperature, p the softmax over all its candidates; the shares p_k / sum of the
+    negatives' p tell which negatives the loss pushes away hardest. Returns those shares,
+    each row sorted from the most similar negative down: (2N, 2 x group - 2). Needs full groups
+    (2N a multiple of 2 x group)."""
+    if len(z) % (2 * group):
+        raise ValueError(f"negative_weights needs full groups: {len(z)} views are not a "
+                         f"multiple of 2 x group = {2 * group}")
+    logits = nt_xent_logits(z, temperature=temperature, group=group)
+    partner = partner_targets(len(z), group=group)
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    keep[torch.arange(len(z)), partner] = False
+    negatives = logits[keep].view(len(z), -1)
+    return negatives.softmax(1).sort(1, descending=True).values
+
+
 # --------------------------------------------------------------------------- checks
 
 def _check_images(images):

@@ -5,7 +5,8 @@ A *record* is one JSON file in this folder (shipped as package data, so the note
 it wherever the package is installed)::
 
     {"format": 1, "kind": "compare" | "seeds" | "sweep", "name": "compare-quick-scenes",
-     "provenance": {"date", "machine", "command", "package_version", "fingerprint"},
+     "provenance": {"date", "machine", "arithmetic", "command", "package_version",
+                    "fingerprint"},
      "config": the configuration the fingerprint is the hash of,
      "results": what compare() / seed_spread() / sweep() returned}
 
@@ -127,6 +128,28 @@ def machine() -> str:
     return ", ".join(parts)
 
 
+def arithmetic(precision: str = "auto") -> str:
+    """What decides a run's last digits on this machine, for ``precision``: the CPU kernels
+    torch chose (its CPU capability), the type training and inference compute in, the GPU if
+    there is one, and torch's version. Two machines with the same arithmetic give the same
+    numbers for the same seed; others differ in the last digits, or more."""
+    from ..train import autocast_dtype, precision_name, select_device
+
+    device = select_device("auto")
+    parts = [f"CPU kernels {torch.backends.cpu.get_cpu_capability()}",
+             f"computes in {precision_name(autocast_dtype(precision, device))}"]
+    if device.type == "cuda":
+        parts.append(f"GPU {torch.cuda.get_device_name()}")
+    return ", ".join(parts + [f"torch {torch.__version__}"])
+
+
+def same_arithmetic(record: dict) -> bool:
+    """Whether ``record`` was measured with this machine's arithmetic (:func:`arithmetic`), so
+    that a run with the record's seed here must give the record's numbers."""
+    precision = record["config"]["profile"].get("precision", "auto")
+    return record["provenance"].get("arithmetic") == arithmetic(precision)
+
+
 def package_version() -> str:
     from .. import __version__
 
@@ -162,7 +185,8 @@ def make_record(kind: str, results: dict, *, command: str, profile=None) -> dict
             "provenance": {
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
                     timespec="seconds"),
-                "machine": machine(), "command": command,
+                "machine": machine(), "arithmetic": arithmetic(config["profile"]["precision"]),
+                "command": command,
                 "package_version": package_version(), "fingerprint": fingerprint(config)},
             "config": config, "results": results}
 

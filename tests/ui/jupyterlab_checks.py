@@ -431,11 +431,38 @@ def check_relative_patch(nb: Notebook) -> None:
                questions=("Pair 1/10", "Pair 2/10"), button="→", said="right", shot="game")
 
 
+def check_contrastive(nb: Notebook) -> None:
+    section = "two-view explorer"
+    cell = nb.cell(section, "explorer = widgets.TwoViewExplorer(")
+    check_views(nb, section, cell, {".widget-slider": 2, ".widget-checkbox": 4,
+                                    ".widget-output img": 1, ".widget-html": 1})
+    status = lambda: widget_text(cell, ".widget-html")  # noqa: E731
+    if "colour_jitter" not in status() or "ranks" not in status():
+        fail(nb.name, section, "the status to list the families switched on and the "
+                               "partner's rank", status())
+    before = output_image(cell)
+    move_slider(nb, section, cell, "draw", 1)
+    nb.wait(section, "new views when the draw slider moves",
+            lambda: output_image(cell) not in ("", before))
+    drawn, said = output_image(cell), status()
+    cell.locator(".widget-checkbox", has_text="colour jitter").locator("input").click()
+    nb.wait(section, "colour jitter to leave the families switched on, and the views to "
+                     "change, when its box is unticked",
+            lambda: "colour_jitter" not in status() and status() != said
+            and output_image(cell) not in ("", drawn), detail=status)
+    nb.screenshot(cell, "explorer")
+
+    answer_one(nb, "find the partner", "game = widgets.PartnerGame(", buttons=8,
+               questions=("Question 1/10", "Question 2/10"), button="3", said="3",
+               shot="game")
+
+
 CHECKS = {
     "01_rotation.ipynb": check_rotation,
     "02_exemplar.ipynb": check_exemplar,
     "03_jigsaw.ipynb": check_jigsaw,
     "04_relative_patch_location.ipynb": check_relative_patch,
+    "06_contrastive_learning.ipynb": check_contrastive,
 }
 
 
