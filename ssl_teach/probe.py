@@ -318,12 +318,14 @@ def format_table(results: dict[str, ProbeResult], *, metric: str = "linear") -> 
     choices were made on). The "best" column is the best block's (chosen on validation, the
     same block for every metric) and names it."""
     blocks = list(next(iter(results.values())).linear)
-    head = (f"{metric + ' probe':<16}" + "".join(f"{b:>9}" for b in blocks)
+    width = {b: max(9, len(b) + 2) for b in blocks}  # "block1" or a longer name ("projection")
+    head = (f"{metric + ' probe':<16}" + "".join(f"{b:>{width[b]}}" for b in blocks)
             + f"{'best':>9}  (block chosen on validation)")
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         vals = getattr(r, metric)
         best = r.best_block
-        lines.append(f"{name:<16}" + "".join(f"{100 * vals[b]:>8.1f}%" for b in blocks)
+        lines.append(f"{name:<16}" + "".join(f"{100 * vals[b]:>{width[b] - 1}.1f}%"
+                                             for b in blocks)
                      + f"{100 * vals[best]:>8.1f}%  {best}")
     return "\n".join(lines)
