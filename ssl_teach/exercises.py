@@ -414,10 +414,12 @@ def check_balanced_subset(balanced_subset) -> bool:
 def ranked_pairs(results: dict, spread: dict | None) -> list[tuple[str, str]]:
     """The pairs of tasks (better first, by the best-block probe) that a measurement can rank:
     those the spread over training seeds ranks (``spread``: the results of
-    ``compare --train-seeds``), or, without it, every pair as the single run orders them."""
-    if spread is not None:
-        return [tuple(r["pair"]) for r in spread["ranking"] if r["ranked"]]
+    ``compare --train-seeds``, which may hold more tasks: only pairs of ``results``' tasks
+    count), or, without it, every pair as the single run orders them."""
     m, tasks = results["methods"], results["tasks"]
+    if spread is not None:
+        return [tuple(r["pair"]) for r in spread["ranking"]
+                if r["ranked"] and set(r["pair"]) <= set(tasks)]
     best = {t: m[t]["linear"][m[t]["best_block"]] for t in tasks}
     return [(a, b) if best[a] > best[b] else (b, a)
             for i, a in enumerate(tasks) for b in tasks[i + 1:]]

@@ -325,6 +325,9 @@ def test_the_comparison_exercises_read_the_spread_and_the_chance_corrected_order
     assert exercises.check_same_order(lambda: True, res, spread)  # the swapped pair is not ranked
     with pytest.raises(exercises.ExerciseError, match="same order"):
         exercises.check_same_order(lambda: False, res, spread)
+    # a spread measured over more tasks than the comparison holds: only the comparison's count
+    more = {"ranking": [*spread["ranking"], {"pair": ["contrastive", first], "ranked": True}]}
+    assert exercises.ranked_pairs(res, more) == exercises.ranked_pairs(res, spread)
 
 
 def test_a_prediction_is_checked_against_what_the_run_measured():
