@@ -464,6 +464,60 @@ def judge_prediction(exercise: str, answer, measured: str, choices: tuple[str, .
     return _ok(exercise, f"The run measured {measured!r}: {evidence}.")
 
 
+SAME_POINTS = 0.03
+"""A change counts as "about the same" within 3 points, or within the spread over training
+seeds where that is larger (:func:`change_word`)."""
+
+CHANGES = ("up", "down", "about the same")
+
+
+def change_word(before: float, after: float, spread: float = 0.0) -> str:
+    """How ``after`` compares with ``before``: "about the same" within the larger of
+    :data:`SAME_POINTS` and ``spread``, else "up" or "down"."""
+    if abs(after - before) <= max(SAME_POINTS, spread):
+        return "about the same"
+    return "up" if after > before else "down"
+
+
+def seed_spreads(task: str, profile: str = "quick", dataset: str = "scenes") -> dict:
+    """The spread over training seeds of a difference between two runs of ``task`` ("pretext"
+    and "probe", sqrt(2) x the std in the committed ``compare --train-seeds`` record), or {}
+    where no record was committed for this profile and dataset."""
+    from . import results as records
+
+    name = f"seeds-{profile}-{dataset}"
+    if name not in [p.stem for p in records.committed()]:
+        return {}
+    methods = records.check(name)["results"]["methods"]
+    if task not in methods:
+        return {}
+    return {k: 2 ** 0.5 * methods[task][k]["std"] for k in ("pretext", "probe")
+            if methods[task].get(k)}
+
+
+def check_change_prediction(predict, before: dict, after: dict, spreads: dict | None = None
+                            ) -> bool:
+    """Predict, then run: how do the pretext accuracy and the probe of a changed run compare
+    with the notebook's run? The answer is a pair (pretext, probe), each "up", "down" or
+    "about the same" (within the larger of 3 points and the spread over training seeds,
+    ``spreads``); ``before`` and ``after`` map "pretext" and "probe" to accuracies. Messages
+    name the exercise by the learner's function."""
+    exercise = getattr(predict, "__name__", "prediction")
+    answer = call_answer(exercise, predict)
+    keys = ("pretext", "probe")
+    if not (isinstance(answer, tuple) and len(answer) == 2 and set(answer) <= set(CHANGES)):
+        choices = ", ".join(map(repr, CHANGES))
+        _fail(exercise, f"return a pair (pretext, probe), each one of {choices}; got {answer!r}.")
+    spreads = spreads or {}
+    measured = tuple(change_word(before[k], after[k], spreads.get(k, 0.0)) for k in keys)
+    evidence = "; ".join(
+        f"{k} {100 * before[k]:.1f}% -> {100 * after[k]:.1f}% "
+        f"({100 * (after[k] - before[k]):+.1f} points; about the same within "
+        f"{100 * max(SAME_POINTS, spreads.get(k, 0.0)):.1f})" for k in keys)
+    return judge_prediction(exercise, answer, measured,
+                            tuple((a, b) for a in CHANGES for b in CHANGES), evidence)
+
+
 SWAP = ("gap and jitter", "touching tiles")
 """The two jigsaw networks (and puzzle kinds) of 03's swap test."""
 

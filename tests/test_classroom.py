@@ -36,7 +36,7 @@ def test_every_notebook_gets_a_valid_student_copy(student_copies):
         nbformat.validate(student)
         assert [c.id for c in student.cells] == [c.id for c in teacher.cells]
         solutions = _solution_cells(teacher)
-        assert 2 <= len(solutions) <= 4, f"{path.name} should have 2-4 exercises"
+        assert 2 <= len(solutions) <= 5, f"{path.name} should have 2-5 exercises"
         for i, (t, s) in enumerate(zip(teacher.cells, student.cells)):
             if i in solutions:
                 assert BANNER in s.source and "raise NotImplementedError" in s.source
@@ -354,6 +354,25 @@ def test_the_crop_prediction_is_checked_against_both_numbers():
         exercises.check_crop_prediction(lambda: "higher", runs, 0.1)
     with pytest.raises(exercises.ExerciseError, match="return a pair"):
         exercises.check_crop_prediction(lambda: ("within the spread", "lower"), runs, 0.1)
+
+
+def test_a_change_is_about_the_same_within_three_points_or_the_spread():
+    assert exercises.change_word(0.50, 0.52) == "about the same"
+    assert exercises.change_word(0.50, 0.56) == "up" and exercises.change_word(0.5, 0.4) == "down"
+    assert exercises.change_word(0.50, 0.56, spread=0.08) == "about the same"
+    before, after = {"pretext": 0.97, "probe": 0.66}, {"pretext": 0.97, "probe": 0.43}
+    def tilted():
+        return ("about the same", "down")
+
+    assert exercises.check_change_prediction(tilted, before, after, {"probe": 0.01})
+    with pytest.raises(exercises.ExerciseError, match=r"measured \('about the same', 'down'\)"
+                                                      r".*probe 66\.0% -> 43\.0%"):
+        exercises.check_change_prediction(lambda: ("down", "down"), before, after)
+    with pytest.raises(exercises.ExerciseError, match="return a pair"):
+        exercises.check_change_prediction(lambda: ("lower", "down"), before, after)
+    spreads = exercises.seed_spreads("rotation")  # from the committed record
+    assert set(spreads) == {"pretext", "probe"} and all(v >= 0 for v in spreads.values())
+    assert exercises.seed_spreads("rotation", dataset="cifar10") == {}
 
 
 def test_the_other_predictions_are_checked_against_their_runs():
