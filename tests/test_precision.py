@@ -310,3 +310,21 @@ def test_bench_runs_once_where_auto_means_float32(monkeypatch, native):
     res = bench(["rotation"], steps=1, images=100, device="cpu")
     assert calls == ["float32"] and res["precision"]["chosen"] == "float32"
     assert res["tasks"]["rotation"]["speedup"] == 1.0
+
+
+def test_bench_times_a_task_in_the_precision_its_profile_keeps(monkeypatch, native):
+    from ssl_teach import profiles
+    from ssl_teach.bench import bench, format_bench
+
+    native(True)  # auto means bfloat16 here, but the profile keeps rotation in float32
+    tiny = Profile(name="quick", image_size=32, n_unlabeled=100, n_train=100, n_test=20,
+                   train=TrainConfig(budget_samples=64, batch_size=32, width=4, depth=3),
+                   task_precision={"rotation": "float32"})
+    monkeypatch.setitem(profiles.PROFILES, "quick", tiny)
+    res = bench(["rotation", "supervised"], steps=1, images=100, device="cpu")
+    assert res["precision"]["chosen"] == "bfloat16"
+    assert res["tasks"]["rotation"]["precision"] == "float32"
+    assert res["tasks"]["rotation"]["speedup"] == 1.0
+    assert res["tasks"]["supervised"]["precision"] == "bfloat16"
+    assert "* the profile keeps this task in its own precision (rotation: float32)" in (
+        format_bench(res))
