@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -367,6 +368,9 @@ def _new_model(task, dataset: Dataset, config: TrainConfig) -> nn.Module:
                               convs_per_block=config.convs_per_block, seed=config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 1)  # the head's initialisation is seeded too
+        # a decoder back to the image's size needs that size (context encoders)
+        if "image_size" in inspect.signature(task.build_model).parameters:
+            return task.build_model(backbone, image_size=dataset.image_size)
         return task.build_model(backbone)
 
 
@@ -519,6 +523,7 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
         task.fit_to_data(model, images, seed=config.seed)
     model = model.to(dev)
     loss_of = getattr(model, "pretext_loss", None)  # a task's own loss; else cross-entropy
+    hits_of = getattr(model, "pretext_hits", None)  # its own accuracy; else argmax == target
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     decay, no_decay = [], []
@@ -563,7 +568,8 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
             sched.step()
             clock.mark()
             seen += len(targets)
-            acc = (logits.argmax(1) == targets).float().mean()
+            acc = (hits_of(logits.detach(), targets) if hits_of is not None
+                   else (logits.argmax(1) == targets).float().mean())
             pending.append((step + 1, seen, loss.detach(), acc, sched.get_last_lr()[0]))
             if step % 10 == 0 or step == steps - 1:  # read back in groups: no sync every step
                 _read_back(pending, history)
@@ -693,6 +699,9 @@ def pretext_accuracy(trained: Trained, dataset: Dataset, *, limit: int | None = 
 
     def compute() -> float:
         logits, targets, _ = predict(trained, images, labels, **kwargs)
+        hits_of = getattr(trained.model, "pretext_hits", None)
+        if hits_of is not None:  # a task with its own accuracy (inpainting: pixels within
+            return float(hits_of(logits, targets))  # a tolerance)
         return (logits.argmax(1) == targets).float().mean().item()
 
     device = select_device(kwargs.get("device", "auto")).type

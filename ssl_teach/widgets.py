@@ -725,3 +725,136 @@ class PartnerGame(_Widget):
             ax.axis("off")
         fig.tight_layout()
         show_in(self.out, fig)
+
+
+# --------------------------------------------------------------------------------------------
+# 07_predicting_pixels
+
+
+class InpaintingPainter(_Widget):
+    """Hide a square of a test image where you like and see the context encoder paint it, next
+    to diffusion from the border (:func:`~ssl_teach.pretext.inpainting.diffuse_fill`, the fill
+    that copies the context inwards) and the truth; the status compares their errors on the
+    hidden pixels."""
+
+    def __init__(self, model, task, images: torch.Tensor):
+        from .pretext import inpainting
+
+        if len(images) < 1:
+            raise ValueError("the painter needs at least one image")
+        self.model, self.task, self.images = model, task, to_float(images)
+        self._inpainting = inpainting
+        size = min(self.images.shape[-2:])
+        default = task.sides(size)[0]
+        self.index = w.IntSlider(0, 0, len(images) - 1, description="image")
+        self.side = w.IntSlider(default, 2, size - 2, description="hole side")
+        self.row = w.IntSlider((size - default) // 2, 0, size - 2, description="top")
+        self.col = w.IntSlider((size - default) // 2, 0, size - 2, description="left")
+        for control in (self.index, self.side, self.row, self.col):
+            control.observe(lambda _: self.update(), names="value")
+        self.out = w.Output()
+        self.status = w.HTML()
+        self.widget = w.VBox([w.HBox([self.index, self.side]), w.HBox([self.row, self.col]),
+                              self.out, self.status])
+        self.network_error = self.diffusion_error = None
+        self.update()
+
+    def set(self, *, index: int | None = None, side: int | None = None,
+            top: int | None = None, left: int | None = None) -> None:
+        """Choose the image and place the hidden square, as a learner would with the sliders
+        (the square is kept inside the image)."""
+        for control, value in ((self.index, index), (self.side, side), (self.row, top),
+                               (self.col, left)):
+            if value is not None:
+                control.value = value
+
+    def hidden(self) -> torch.Tensor:
+        """The hidden square as a mask (1, 1, H, W), moved inside the image if it sticks out."""
+        _, h, wd = self.images.shape[1:]
+        side = self.side.value
+        top, left = min(self.row.value, h - side), min(self.col.value, wd - side)
+        mask = torch.zeros(1, 1, h, wd, dtype=torch.bool)
+        mask[..., top:top + side, left:left + side] = True
+        return mask
+
+    def update(self) -> None:
+        image = self.images[self.index.value][None]
+        hidden = self.hidden()
+        masked, _, joined = self.task.paint(self.model, image, hidden)
+        diffused = self._inpainting.diffuse_fill(masked, hidden)
+        spot = hidden.expand_as(image)
+
+        def error(x):
+            return float((x[spot] - image[spot]).square().mean())
+
+        self.network_error, self.diffusion_error = error(joined), error(diffused)
+        better = "the network" if self.network_error < self.diffusion_error else "diffusion"
+        self.status.value = (f"mean squared error on the {int(hidden.sum())} hidden pixels: "
+                             f"network {self.network_error:.4f} · diffusion from the border "
+                             f"{self.diffusion_error:.4f} · closer: {better}")
+        fig, axes = plt.subplots(1, 4, figsize=(7.2, 2.0))
+        shown = (masked[0], joined[0], diffused[0], image[0])
+        for ax, img, title in zip(axes, shown, ("what the network sees", "network",
+                                                "diffusion", "truth")):
+            ax.imshow(to_display(img), interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        fig.tight_layout()
+        show_in(self.out, fig)
+
+
+class Recolourer(_Widget):
+    """Take the colour out of a test image and let the colorization network put it back: its
+    lightness, the network's colours at the chosen annealed-mean temperature, and the truth;
+    the status gives how many output pixels fall in their true colour bin."""
+
+    def __init__(self, model, task, images: torch.Tensor):
+        if len(images) < 1:
+            raise ValueError("the recolourer needs at least one image")
+        self.model, self.task, self.images = model, task, to_float(images)
+        self.index = w.IntSlider(0, 0, len(images) - 1, description="image")
+        self.temperature = w.FloatSlider(task.temperature, min=0.05, max=1.0, step=0.01,
+                                         description="temperature")
+        for control in (self.index, self.temperature):
+            control.observe(lambda _: self.update(), names="value")
+        self.out = w.Output()
+        self.status = w.HTML()
+        self.widget = w.VBox([w.HBox([self.index, self.temperature]), self.out, self.status])
+        self.bin_accuracy = None
+        self.update()
+
+    def set(self, *, index: int | None = None, temperature: float | None = None) -> None:
+        """Choose the image and the temperature, as a learner would with the sliders."""
+        if index is not None:
+            self.index.value = index
+        if temperature is not None:
+            self.temperature.value = temperature
+
+    def coloured(self) -> torch.Tensor:
+        """The chosen image as the network colours it, (3, H, W) in [0, 1]."""
+        image = self.images[self.index.value][None]
+        return self.task.colourise(self.model, image, temperature=self.temperature.value)[0]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        image = self.images[self.index.value][None]
+        inputs, targets = self.task.make_batch(image)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            logits = self.model(inputs)
+        finally:
+            self.model.train(was_training)
+        self.bin_accuracy = float((logits.argmax(1) == targets).float().mean())
+        self.status.value = (f"{self.bin_accuracy:.0%} of the {targets.numel()} output pixels "
+                             f"in their true colour bin (of {self.task.num_classes}) · "
+                             f"temperature {self.temperature.value:.2f}: lower is more vivid, "
+                             f"1 is the plain mean")
+        fig, axes = plt.subplots(1, 3, figsize=(5.4, 2.0))
+        shown = (inputs[0].expand(3, -1, -1), self.coloured(), image[0])
+        for ax, img, title in zip(axes, shown, ("lightness (the input)", "network", "truth")):
+            ax.imshow(to_display(img), interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        fig.tight_layout()
+        show_in(self.out, fig)

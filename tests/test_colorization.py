@@ -151,3 +151,22 @@ def test_bad_input_gives_clear_errors():
         task.build_model(build_backbone(in_channels=3, width=4))
     with pytest.raises(ValueError, match="Lab images"):
         col.lab_to_rgb(torch.rand(2, 2, 4, 4))
+
+
+def test_recolourer_widget_reports_the_bin_accuracy_of_the_chosen_image():
+    from ssl_teach import widgets
+
+    task = col.ColorizationTask(hidden=8)
+    model = task.build_model(build_backbone(in_channels=1, width=4))
+    images = (torch.rand(3, 3, 32, 32, generator=gen(11)) * 255).to(torch.uint8)
+    recolourer = widgets.Recolourer(model, task, images)
+    recolourer.set(index=1, temperature=0.2)
+    inputs, targets = task.make_batch(images[1:2])
+    model.eval()
+    with torch.no_grad():
+        expected = float((model(inputs).argmax(1) == targets).float().mean())
+    assert recolourer.bin_accuracy == pytest.approx(expected)
+    assert torch.allclose(recolourer.coloured(),
+                          task.colourise(model, images[1:2], temperature=0.2)[0])
+    assert "temperature 0.20" in recolourer.status.value
+    assert "<img" in widgets.static_html(recolourer.widget)

@@ -7,11 +7,14 @@ images' device (``images`` uint8 as stored, or float in [0, 1]; the inputs are f
 ``build_model(backbone)`` -> a module from inputs to logits, and ``probe_inputs(images)`` (how
 the trained backbone is applied to whole images in the probe). Every task is a frozen dataclass
 whose fields are its settings and derives from :class:`~ssl_teach.pretext.base.Task`, which
-gives ``chance`` and ``options()``. Three optional parts, for tasks that need them: a task's
+gives ``chance`` and ``options()``. Optional parts, for tasks that need them: a task's
 ``in_channels`` (the backbone reads fewer channels than the images have: colorization sees
 lightness only), its ``fit_to_data(model, images, seed=...)`` (called once before training, for
-settings learned from the training images) and the model's ``pretext_loss(logits, targets)``
-(used instead of the cross-entropy).
+settings learned from the training images), an ``image_size`` argument of its ``build_model``
+(a decoder back to the image's size: context encoders), and the model's
+``pretext_loss(logits, targets)`` (used instead of the cross-entropy) and
+``pretext_hits(logits, targets)`` (the pretext accuracy, instead of how often the arg-max is the
+target: inpainting counts the hidden pixels painted within a tolerance).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ TASKS = {
 four are the course's classic tasks (notebooks 01-04); ``simclr`` is where the field went next
 (contrastive learning, notebook 06).
 
-:mod:`ssl_teach.pretext.colorization` (predicting colours from lightness) keeps the same
-contract but is not listed yet: ``compare``, ``sweep``, ``bench`` and ``run`` take it once it has
-a budget of its own in the profiles and committed records."""
+:mod:`ssl_teach.pretext.colorization` (predicting colours from lightness) and
+:mod:`ssl_teach.pretext.inpainting` (context encoders: painting a hidden region) keep the same
+contract but are not listed yet: ``compare``, ``sweep``, ``bench`` and ``run`` take them once
+they have budgets of their own in the profiles and committed records."""
 
 
 def task_class(name: str):
