@@ -328,7 +328,11 @@ def describe_helps(name: str, h: dict, *, all_count: int | None = None) -> str:
     gains = ", ".join(f"{'+' if h['gain'][s] >= 0 else ''}{100 * h['gain'][s]:.1f}"
                       f"±{100 * h['spread'][s]:.1f}" for s in h["gain"])
     sizes = ", ".join(h["gain"])
-    if h["up_to"] is None:
+    later = [s for s, helped in h.get("helps", {}).items() if helped]
+    if h["up_to"] is None and later:  # not with the fewest labels, but with more
+        verdict = (f"not beyond the spread at {next(iter(h['helps']))} labels per class, but at "
+                   f"{', '.join(later)}")
+    elif h["up_to"] is None:
         verdict = "does not beat from scratch by more than the spread at any label count"
     elif h["up_to"] == "all":
         n = f" ({all_count} per class)" if all_count else ""

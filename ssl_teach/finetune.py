@@ -456,10 +456,16 @@ def format_downstream(downstream: dict) -> str:
         up = h["up_to"]
         gains = ", ".join(f"{100 * h['gain'][s]:+.1f} ± {100 * h['spread'][s]:.1f} points at {s}"
                           for s in h["gain"])
+        later = [s for s, helped in h["helps"].items() if helped]
+        if up is not None:
+            verdict = f"up to {up} labels per class"
+        elif later:  # not at the fewest labels, but at some larger count
+            verdict = (f"at {', '.join(later)} labels per class, but not at "
+                       f"{next(iter(h['helps']))}, the fewest measured")
+        else:
+            verdict = "at no label count measured"
         lines.append(f"fine-tuning from {method} vs from scratch: {gains}; it beats from "
-                     "scratch by more than the spread "
-                     + (f"up to {up} labels per class" if up is not None
-                        else "at no label count measured"))
+                     f"scratch by more than the spread {verdict}")
     if downstream.get("skipped_sizes"):
         lines.append(f"(not enough labelled images for {', '.join(downstream['skipped_sizes'])} "
                      "labels per class)")

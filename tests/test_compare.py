@@ -209,3 +209,14 @@ def test_tasks_within_the_spread_are_not_ranked():
                "c": {"probe": s(0.69, 0.02)}}
     ranking = {tuple(r["pair"]): r["ranked"] for r in rank_tasks(methods, ["a", "b", "c"])}
     assert ranking == {("a", "b"): True, ("a", "c"): False, ("c", "b"): True}
+
+
+def test_describe_helps_names_the_counts_where_a_task_helps_after_the_fewest():
+    from ssl_teach.compare import describe_helps
+
+    h = {"up_to": None, "helps": {"4": False, "16": True, "64": True},
+         "gain": {"4": 0.01, "16": 0.17, "64": 0.1}, "spread": {"4": 0.02, "16": 0.02, "64": 0.05}}
+    line = describe_helps("rotation", h)
+    assert "not beyond the spread at 4 labels per class, but at 16, 64" in line
+    h["helps"] = {"4": False, "16": False, "64": False}
+    assert "at any label count" in describe_helps("rotation", h)

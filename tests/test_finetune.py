@@ -290,3 +290,14 @@ def test_format_downstream_states_gain_spread_and_verdict():
     assert "random = scratch" in text and "+20.0 ± 5.1 points at 16" in text
     assert "up to 16 labels per class" in text
     assert ft.format_downstream({"finetune": {}}) == ""
+    # a gain beyond the spread at 16 but not at 4 is said as it is, not as "no label count"
+    down["finetune"]["rotation"]["4"] = {"mean": 0.13, "std": 0.02, "runs": [0.13] * 3}
+    down["finetune"]["random"]["4"] = {"mean": 0.12, "std": 0.01, "runs": [0.12] * 3}
+    for table in down["finetune"].values():
+        table["4"], table["16"] = table.pop("4"), table.pop("16")  # in label-count order
+    down["pretraining_helps"] = ft.pretraining_helps(down["finetune"], ["4", "16"])
+    text = ft.format_downstream(down)
+    assert "more than the spread at 16 labels per class, but not at 4, the fewest" in text
+    down["finetune"]["rotation"]["16"]["mean"] = 0.2
+    down["pretraining_helps"] = ft.pretraining_helps(down["finetune"], ["4", "16"])
+    assert "at no label count measured" in ft.format_downstream(down)

@@ -304,13 +304,14 @@ def _compare_markdown(res: dict) -> list[str]:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     helps = res.get("pretraining_helps") or {}
     if helps:
-        lines += ["", "| fine-tuned from | pretraining helps up to (labels per class) |",
-                  "|---|---|"]
+        lines += ["", "| fine-tuned from | pretraining helps up to (labels per class) | "
+                  "helps beyond the spread at |", "|---|---|---|"]
         for name, h in helps.items():
             up = h["up_to"]
             text = (f"none (not even at {sizes[0]})" if up is None
                     else "every count measured" if up == "all" else str(up))
-            lines.append(f"| {name} | {text} |")
+            at = ", ".join(s for s, helped in h.get("helps", {}).items() if helped) or "none"
+            lines.append(f"| {name} | {text} | {at} |")
     return lines
 
 
