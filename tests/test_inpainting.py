@@ -155,15 +155,16 @@ def test_training_lowers_the_loss_and_counts_painted_pixels(tiny_scenes):
         again.model.decoder[0].weight, trained.model.decoder[0].weight)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"mask": "circle"}, "mask must be one of"), ({"hole": 1.0}, "hole and block"),
+    ({"blocks": 0}, "blocks must be"), ({"overlap": 0.6}, "overlap"),
+    ({"tolerance": 0}, "tolerance")])
+def test_bad_settings_are_clear_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        inp.InpaintingTask(**options)
+
+
 def test_bad_input_gives_clear_errors():
-    with pytest.raises(ValueError, match="mask must be one of"):
-        inp.InpaintingTask(mask="circle")
-    with pytest.raises(ValueError, match="hole and block"):
-        inp.InpaintingTask(hole=1.0)
-    with pytest.raises(ValueError, match="blocks must be"):
-        inp.InpaintingTask(blocks=0)
-    with pytest.raises(ValueError, match="overlap"):
-        inp.InpaintingTask(overlap=0.6)
     task = inp.InpaintingTask()
     with pytest.raises(ValueError, match="too small"):
         task.make_batch(torch.rand(2, 3, 8, 8))
