@@ -172,6 +172,36 @@ def _parser() -> argparse.ArgumentParser:
                        help="also write it with its provenance into ssl_teach/results/")
     _add_workers(sweep)
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    var = sub.add_parser(
+        "vary", help="what one setting of a task does: trained once per value and training "
+                     "seed, probed, next to random init",
+        description="Train one pretext task once per value of an option (the others as the "
+                    "profile sets them; the profile's own value is always included) and per "
+                    "training seed, or take it from the checkpoint cache, and record per value "
+                    "the pretext accuracy and the linear probe (best block chosen on "
+                    "validation), mean ± std over the seeds, next to the random-init probe. "
+                    "Example: vary simclr --option temperature=0.1,0.5,1.0 --option "
+                    "group=8,16,32.")
+    var.add_argument("task", choices=list(TASKS), help="the pretext task")
+    var.add_argument("--option", action="append", required=True, metavar="NAME=V1,V2",
+                     help="an option of the task and the values to train (repeatable)")
+    var.add_argument("--train-seeds", default="0,1,2",
+                     help="comma-separated training seeds (default: 0,1,2)")
+    var.add_argument("--profile", default="quick", choices=list(PROFILES),
+                     help="quick (default) or full")
+    var.add_argument("--dataset", default="scenes",
+                     help=f"dataset name (default: scenes); one of: {', '.join(DATASETS)}")
+    var.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                     help="folder of the real datasets (see `run --help`)")
+    var.add_argument("--download", action="store_true",
+                     help="allow downloading a missing dataset (off by default)")
+    var.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    var.add_argument("--out", type=Path, default=None,
+                     help="write the results as JSON to this file (written atomically)")
+    var.add_argument("--record", action="store_true",
+                     help="also write them with their provenance into ssl_teach/results/")
+    _add_workers(var)
+    var.add_argument("--quiet", action="store_true", help="no progress bars")
     res = sub.add_parser(
         "results", help="the committed result files: check them against the code, print "
                         "their README tables",
@@ -343,6 +373,19 @@ def _sweep(args) -> None:
     _record("sweep", results, args)
 
 
+def _vary(args) -> None:
+    from .vary import format_vary, parse_options, vary
+
+    seeds = _int_list(args.train_seeds, "--train-seeds")
+    _preflight(args, seeds)
+    results = vary(args.task, parse_options(args.option), profile=args.profile,
+                   dataset=args.dataset, train_seeds=seeds, device=args.device,
+                   progress=not args.quiet, data_dir=args.data_dir, download=args.download,
+                   workers=args.workers)
+    _emit(format_vary(results), results, args.out)
+    _record("vary", results, args)
+
+
 def _results(args) -> None:
     from . import results as records
 
@@ -432,7 +475,8 @@ def _book(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = {"run": _run, "compare": _compare, "bench": _bench, "student": _student,
-               "sweep": _sweep, "results": _results, "book": _book}[args.command]
+               "sweep": _sweep, "vary": _vary, "results": _results,
+               "book": _book}[args.command]
     try:
         command(args)
     except ValueError as err:  # bad input or data: one clear line, exit status 2

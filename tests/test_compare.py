@@ -220,3 +220,34 @@ def test_describe_helps_names_the_counts_where_a_task_helps_after_the_fewest():
     assert "not beyond the spread at 4 labels per class, but at 16, 64" in line
     h["helps"] = {"4": False, "16": False, "64": False}
     assert "at any label count" in describe_helps("rotation", h)
+
+
+def test_vary_trains_every_value_with_every_seed_and_adds_the_profiles_own(tiny_profile):
+    from ssl_teach.vary import format_vary, parse_options, vary
+
+    options = parse_options(["temperature=0.5", "group=2"])
+    assert options == {"temperature": [0.5], "group": [2]}
+    res = vary("simclr", options, train_seeds=(0, 1), progress=False)
+    default = TINY.task("simclr").options()
+    temps = res["runs"]["temperature"]
+    assert [r["value"] for r in temps] == sorted([0.5, default["temperature"]])
+    assert [r["default"] for r in temps] == [r["value"] == default["temperature"] for r in temps]
+    for rows in res["runs"].values():
+        for r in rows:
+            assert len(r["probe"]["runs"]) == len(r["pretext"]["runs"]) == 2
+            assert r["probe"]["runs"][0] != r["probe"]["runs"][1]  # two seeds, two networks
+    # the profile's own setting is the same network whichever option is varied
+    base_t = next(r for r in temps if r["default"])
+    base_g = next(r for r in res["runs"]["group"] if r["default"])
+    assert base_t["probe"] == base_g["probe"]
+    group2 = next(r for r in res["runs"]["group"] if r["value"] == 2)
+    assert group2["chance"] == pytest.approx(1 / 3)  # 2 images: 3 other views to choose from
+    assert len(res["random"]["runs"]) == 2
+    table = format_vary(res)
+    assert "temperature" in table and "the profile's" in table
+    with pytest.raises(ValueError, match="no option 'colour'"):
+        vary("simclr", {"colour": [1]}, progress=False)
+    with pytest.raises(ValueError, match="temperature"):
+        vary("simclr", {"temperature": [0]}, progress=False)
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_options(["temperature"])

@@ -153,6 +153,30 @@ def test_the_sweep_table_has_a_row_per_task_and_budget(tmp_path):
     assert "from scratch: 20.0 ± 1.0" in table
 
 
+def fake_vary() -> dict:
+    def row(value, probe, default=False):
+        return {"value": value, "default": default, "pretext": _summary(0.5),
+                "chance": 1 / 127, "probe": _summary(probe, std=0.02),
+                "blocks": ["block3"] * 3, "train_seconds": 20.0}
+
+    return {"profile": "quick", "dataset": "scenes", "task": "simclr",
+            "options": {"temperature": [0.2, 1.0]}, "default": {"temperature": 0.2},
+            "train_seeds": [0, 1, 2], "random": _summary(0.45),
+            "runs": {"temperature": [row(0.2, 0.6, True), row(1.0, 0.5)]}}
+
+
+def test_a_settings_record_names_its_task_and_says_which_differences_are_real(tmp_path):
+    path = results.write_record("vary", fake_vary(), command="vary", folder=tmp_path)
+    assert path.name == "vary-simclr-quick-scenes.json"
+    rec = results.check(path)
+    assert rec["config"]["params"]["options"] == {"temperature": [0.2, 1.0]}
+    assert set(rec["config"]["tasks"]) == {"simclr"}
+    table = results.markdown(rec)
+    assert "| temperature = 0.2 | 50.0 ± 1.0 (0.8) | 60.0 ± 2.0 | the profile's setting |" in table
+    assert "| temperature = 1.0 |" in table and "-10.0, beyond the spread" in table
+    assert "(random init: 45.0 ± 1.0)" in table
+
+
 def test_the_results_command_checks_and_prints(tmp_path, monkeypatch, capsys):
     from ssl_teach import cli
 

@@ -1,14 +1,14 @@
-"""Committed results of the long runs (``compare``, ``compare --train-seeds``, ``sweep``), with
-their provenance.
+"""Committed results of the long runs (``compare``, ``compare --train-seeds``, ``sweep``,
+``vary``), with their provenance.
 
 A *record* is one JSON file in this folder (shipped as package data, so the notebooks can plot
 it wherever the package is installed)::
 
-    {"format": 1, "kind": "compare" | "seeds" | "sweep", "name": "compare-quick-scenes",
+    {"format": 1, "kind": "compare" | "seeds" | "sweep" | "vary", "name": "compare-quick-scenes",
      "provenance": {"date", "machine", "arithmetic", "command", "package_version",
                     "fingerprint"},
      "config": the configuration the fingerprint is the hash of,
-     "results": what compare() / seed_spread() / sweep() returned}
+     "results": what compare() / seed_spread() / sweep() / vary() returned}
 
 The *configuration* holds everything in the code that decides the numbers and can be read
 without running anything: the profile (data counts, backbone, budgets), every task's options,
@@ -36,7 +36,7 @@ RESULTS_DIR = Path(__file__).resolve().parent
 """This folder: where the committed records live."""
 
 FORMAT = 1
-KINDS = ("compare", "seeds", "sweep")
+KINDS = ("compare", "seeds", "sweep", "vary")
 
 
 class StaleRecord(ValueError):
@@ -62,10 +62,11 @@ def _dataset_config(name: str, profile) -> dict:
 
 def configuration(kind: str, *, profile="quick", dataset: str = "scenes", tasks=None,
                   seeds=(0, 1, 2), train_seed: int = 0, sizes=None, finetune_sizes=None,
-                  multipliers=None, size=None, train_seeds=None) -> dict:
-    """The configuration of a ``compare``, ``seeds`` (``compare --train-seeds``) or ``sweep``
-    run with these parameters, read from the current code: the JSON-able dict whose hash is a
-    record's fingerprint."""
+                  multipliers=None, size=None, train_seeds=None, task=None,
+                  options=None) -> dict:
+    """The configuration of a ``compare``, ``seeds`` (``compare --train-seeds``), ``sweep`` or
+    ``vary`` run with these parameters, read from the current code: the JSON-able dict whose
+    hash is a record's fingerprint."""
     from .. import experiment, finetune, probe, train
     from ..pretext import TASKS
     from ..profiles import get_profile
@@ -74,7 +75,14 @@ def configuration(kind: str, *, profile="quick", dataset: str = "scenes", tasks=
         raise ValueError(f"unknown kind of record {kind!r}; choose one of: {', '.join(KINDS)}")
     prof = get_profile(profile) if isinstance(profile, str) else profile
     tasks = list(TASKS) if tasks is None else list(tasks)
-    if kind == "seeds":
+    if kind == "vary":
+        from ..vary import TRAIN_SEEDS
+
+        tasks = [task]
+        params = {"profile": prof.name, "dataset": dataset, "task": task,
+                  "options": {k: list(v) for k, v in (options or {}).items()},
+                  "train_seeds": list(TRAIN_SEEDS if train_seeds is None else train_seeds)}
+    elif kind == "seeds":
         from ..compare import TRAIN_SEEDS
 
         params = {"profile": prof.name, "dataset": dataset, "tasks": tasks,
@@ -157,7 +165,10 @@ def package_version() -> str:
 
 
 def record_name(kind: str, results: dict) -> str:
-    """The file name (without .json) of a record: ``KIND-PROFILE-DATASET``."""
+    """The file name (without .json) of a record: ``KIND-PROFILE-DATASET``
+    (``vary-TASK-PROFILE-DATASET`` for a task's settings)."""
+    if kind == "vary":
+        return f"{kind}-{results['task']}-{results['profile']}-{results['dataset']}"
     return f"{kind}-{results['profile']}-{results['dataset']}"
 
 
@@ -165,6 +176,8 @@ def params_of(kind: str, results: dict) -> dict:
     """The parameters of :func:`configuration` that produced ``results``."""
     if kind == "seeds":
         return {k: results[k] for k in ("profile", "dataset", "tasks", "train_seeds")}
+    if kind == "vary":
+        return {k: results[k] for k in ("profile", "dataset", "task", "options", "train_seeds")}
     out = {k: results[k] for k in ("profile", "dataset", "tasks", "seeds", "train_seed")}
     if kind == "compare":
         out["sizes"] = results["sizes"]
@@ -175,7 +188,7 @@ def params_of(kind: str, results: dict) -> dict:
 
 
 def make_record(kind: str, results: dict, *, command: str, profile=None) -> dict:
-    """A record of ``results`` (what compare() or sweep() returned) with its provenance.
+    """A record of ``results`` (what compare(), sweep() or vary() returned) with its provenance.
     ``profile``: the Profile object the run used, when not one of the named profiles."""
     params = params_of(kind, results)
     if profile is not None:
@@ -215,7 +228,8 @@ def load(name_or_path) -> dict:
         have = ", ".join(p.stem for p in committed()) or "none"
         raise ValueError(f"no record {str(name_or_path)!r} (committed records: {have}); write "
                          "one with `python -m ssl_teach compare --record` (with "
-                         "--train-seeds for the spread over training seeds) or `sweep --record`")
+                         "--train-seeds for the spread over training seeds), `sweep --record` "
+                         "or `vary TASK --option NAME=VALUES --record`")
     try:
         rec = json.loads(path.read_text())
     except ValueError as err:
@@ -344,12 +358,31 @@ def _seeds_markdown(res: dict) -> list[str]:
     return lines
 
 
+def _vary_markdown(res: dict) -> list[str]:
+    from ..vary import differs
+
+    r = res["random"]
+    lines = [f"| {res['task']} | pretext (chance) | probe, mean ± std over training seeds "
+             f"{', '.join(map(str, res['train_seeds']))} (random init: {_pm(r)}) | "
+             "vs the profile's setting |", "|---|---|---|---|"]
+    for name, rows in res["runs"].items():
+        base = next(row for row in rows if row["default"])
+        for row in rows:
+            gap = 100 * (row["probe"]["mean"] - base["probe"]["mean"])
+            verdict = ("the profile's setting" if row["default"] else
+                       f"{gap:+.1f}, " + ("beyond the spread" if differs(row, base)
+                                          else "within the spread"))
+            lines.append(f"| {name} = {row['value']} | {_pm(row['pretext'])} "
+                         f"({100 * row['chance']:.1f}) | {_pm(row['probe'])} | {verdict} |")
+    return lines
+
+
 def markdown(record) -> str:
     """The README tables of a record (accuracies in %, mean ± std over the labelled subsets
     or the training seeds) and the line that says where they come from."""
     rec = record if isinstance(record, dict) else load(record)
     body = {"compare": _compare_markdown, "seeds": _seeds_markdown,
-            "sweep": _sweep_markdown}[rec["kind"]](rec["results"])
+            "sweep": _sweep_markdown, "vary": _vary_markdown}[rec["kind"]](rec["results"])
     return "\n".join([*body, "", _provenance_line(rec)])
 
 
