@@ -157,21 +157,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="comma-separated seeds of the labelled subsets (default: 0,1,2)")
     sweep.add_argument("--labels", type=int, default=16,
                        help="labelled images per class for fine-tuning (default: 16)")
-    sweep.add_argument("--profile", default="quick", choices=list(PROFILES),
-                       help="quick (default) or full")
-    sweep.add_argument("--dataset", default="scenes",
-                       help=f"dataset name (default: scenes); one of: {', '.join(DATASETS)}")
-    sweep.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                       help="folder of the real datasets (see `run --help`)")
-    sweep.add_argument("--download", action="store_true",
-                       help="allow downloading a missing dataset (off by default)")
-    sweep.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
-    sweep.add_argument("--out", type=Path, default=None,
-                       help="write the sweep as JSON to this file (written atomically)")
-    sweep.add_argument("--record", action="store_true",
-                       help="also write it with its provenance into ssl_teach/results/")
-    _add_workers(sweep)
-    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_recorded_run_options(sweep)
     var = sub.add_parser(
         "vary", help="what one setting of a task does: trained once per value and training "
                      "seed, probed, next to random init",
@@ -187,21 +173,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="an option of the task and the values to train (repeatable)")
     var.add_argument("--train-seeds", default="0,1,2",
                      help="comma-separated training seeds (default: 0,1,2)")
-    var.add_argument("--profile", default="quick", choices=list(PROFILES),
-                     help="quick (default) or full")
-    var.add_argument("--dataset", default="scenes",
-                     help=f"dataset name (default: scenes); one of: {', '.join(DATASETS)}")
-    var.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                     help="folder of the real datasets (see `run --help`)")
-    var.add_argument("--download", action="store_true",
-                     help="allow downloading a missing dataset (off by default)")
-    var.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
-    var.add_argument("--out", type=Path, default=None,
-                     help="write the results as JSON to this file (written atomically)")
-    var.add_argument("--record", action="store_true",
-                     help="also write them with their provenance into ssl_teach/results/")
-    _add_workers(var)
-    var.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_recorded_run_options(var)
     res = sub.add_parser(
         "results", help="the committed result files: check them against the code, print "
                         "their README tables",
@@ -294,6 +266,26 @@ def format_results(results: dict) -> str:
     lines.append(f"making pretext batches took {100 * results['batch_share']:.1f}% "
                  "of training time")
     return "\n".join(lines)
+
+
+def _add_recorded_run_options(parser) -> None:
+    """The options of the long runs whose output can be recorded (sweep, vary): profile, data,
+    device, where the JSON goes, --record, loader workers and --quiet."""
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES),
+                        help="quick (default) or full")
+    parser.add_argument("--dataset", default="scenes",
+                        help=f"dataset name (default: scenes); one of: {', '.join(DATASETS)}")
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help="folder of the real datasets (see `run --help`)")
+    parser.add_argument("--download", action="store_true",
+                        help="allow downloading a missing dataset (off by default)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the results as JSON to this file (written atomically)")
+    parser.add_argument("--record", action="store_true",
+                        help="also write them with their provenance into ssl_teach/results/")
+    _add_workers(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _int_list(text: str, what: str) -> list[int]:

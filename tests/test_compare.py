@@ -2,6 +2,7 @@
 the subset, and no choice that the test labels could change."""
 
 import dataclasses
+import json
 import shutil
 
 import pytest
@@ -222,7 +223,9 @@ def test_describe_helps_names_the_counts_where_a_task_helps_after_the_fewest():
     assert "at any label count" in describe_helps("rotation", h)
 
 
-def test_vary_trains_every_value_with_every_seed_and_adds_the_profiles_own(tiny_profile):
+def test_vary_trains_every_value_with_every_seed_and_adds_the_profiles_own(tiny_profile,
+                                                                          tmp_path, capsys):
+    from ssl_teach import cli
     from ssl_teach.vary import format_vary, parse_options, vary
 
     options = parse_options(["temperature=0.5", "group=2"])
@@ -251,3 +254,9 @@ def test_vary_trains_every_value_with_every_seed_and_adds_the_profiles_own(tiny_
         vary("simclr", {"temperature": [0]}, progress=False)
     with pytest.raises(ValueError, match="NAME=VALUE"):
         parse_options(["temperature"])
+    # the command line gives the same results (from the checkpoint cache) and writes them
+    out = tmp_path / "vary.json"
+    assert cli.main(["vary", "simclr", "--option", "temperature=0.5", "--option", "group=2",
+                     "--train-seeds", "0,1", "--quiet", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["runs"] == json.loads(json.dumps(res["runs"]))
+    assert "beyond the spread?" in capsys.readouterr().out
