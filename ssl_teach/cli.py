@@ -114,17 +114,6 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--seeds", default="0,1,2",
                      help="comma-separated seeds of the labelled subsets (default: 0,1,2); "
                           "they change which images are labelled, nothing else")
-    cmp.add_argument("--profile", default="quick", choices=list(PROFILES),
-                     help="quick (default) or full")
-    cmp.add_argument("--dataset", default="scenes",
-                     help=f"dataset name (default: scenes); one of: {', '.join(DATASETS)}")
-    cmp.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                     help="folder of the real datasets (see `run --help`)")
-    cmp.add_argument("--download", action="store_true",
-                     help="allow downloading a missing dataset (off by default)")
-    cmp.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
-    cmp.add_argument("--out", type=Path, default=None,
-                     help="write the comparison as JSON to this file (written atomically)")
     cmp.add_argument("--sizes", default="4,16,64,256,all",
                      help="labelled images per class, comma-separated, increasing, 'all' last "
                           "(default: 4,16,64,256,all)")
@@ -133,14 +122,12 @@ def _parser() -> argparse.ArgumentParser:
                           "baselines with each of these (at least three) training seeds, e.g. "
                           "0,1,2, and report the spread of the pretext accuracy and of the "
                           "best-block probe over them, and which tasks it can rank")
-    cmp.add_argument("--record", action="store_true",
-                     help="also write the results with their provenance (date, machine, "
-                          "command, configuration fingerprint) into the package's results "
-                          "folder, ssl_teach/results/, for committing (with --train-seeds: "
-                          "seeds-PROFILE-DATASET.json)")
-    _add_workers(cmp)
+    _add_recorded_run_options(
+        cmp, record_help="also write the results with their provenance (date, machine, "
+                         "command, configuration fingerprint) into the package's results "
+                         "folder, ssl_teach/results/, for committing (with --train-seeds: "
+                         "seeds-PROFILE-DATASET.json)")
     _add_precision(cmp)
-    cmp.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep = sub.add_parser(
         "sweep", help="longer pretraining: every task at 1x, 2x, 4x and 8x its budget, probed "
                       "and fine-tuned with 16 labels per class",
@@ -268,9 +255,10 @@ def format_results(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _add_recorded_run_options(parser) -> None:
-    """The options of the long runs whose output can be recorded (sweep, vary): profile, data,
-    device, where the JSON goes, --record, loader workers and --quiet."""
+def _add_recorded_run_options(parser, *, record_help: str = "also write them with their "
+                              "provenance into ssl_teach/results/") -> None:
+    """The options of the long runs whose output can be recorded (compare, sweep, vary):
+    profile, data, device, where the JSON goes, --record, loader workers and --quiet."""
     parser.add_argument("--profile", default="quick", choices=list(PROFILES),
                         help="quick (default) or full")
     parser.add_argument("--dataset", default="scenes",
@@ -282,8 +270,7 @@ def _add_recorded_run_options(parser) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     parser.add_argument("--out", type=Path, default=None,
                         help="write the results as JSON to this file (written atomically)")
-    parser.add_argument("--record", action="store_true",
-                        help="also write them with their provenance into ssl_teach/results/")
+    parser.add_argument("--record", action="store_true", help=record_help)
     _add_workers(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

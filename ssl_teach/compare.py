@@ -33,8 +33,8 @@ from .cache import cached_json
 from .data import Dataset
 from .experiment import PROBE_VERSION, baselines, pretrain, probe_cached, setup
 from .finetune import (
-    SCRATCH, FinetuneConfig, difference, finetune_label_efficiency, pretraining_helps, recipe,
-    summary,
+    SCRATCH, FinetuneConfig, counts_that_help, difference, finetune_label_efficiency,
+    pretraining_helps, recipe, summary,
 )
 from .pretext import TASKS
 from .probe import L2_GRID, extract_features, labelled_subset, select_probe
@@ -328,7 +328,7 @@ def describe_helps(name: str, h: dict, *, all_count: int | None = None) -> str:
     gains = ", ".join(f"{'+' if h['gain'][s] >= 0 else ''}{100 * h['gain'][s]:.1f}"
                       f"±{100 * h['spread'][s]:.1f}" for s in h["gain"])
     sizes = ", ".join(h["gain"])
-    later = [s for s, helped in h.get("helps", {}).items() if helped]
+    later = counts_that_help(h)
     if h["up_to"] is None and later:  # not with the fewest labels, but with more
         verdict = (f"not beyond the spread at {next(iter(h['helps']))} labels per class, but at "
                    f"{', '.join(later)}")

@@ -407,6 +407,12 @@ def pretraining_helps(finetuned: dict, sizes, *, scratch: str = SCRATCH) -> dict
     return out
 
 
+def counts_that_help(helps: dict) -> list[str]:
+    """The label counts at which one method's entry of :func:`pretraining_helps` beats from
+    scratch beyond the spread, in increasing order (they may start above the fewest)."""
+    return [s for s, helped in helps.get("helps", {}).items() if helped]
+
+
 def available_sizes(dataset: Dataset, sizes) -> tuple[list, list]:
     """(label counts ``dataset`` can serve, those it cannot): a count per class above the
     smallest class's number of labelled images cannot be drawn."""
@@ -456,7 +462,7 @@ def format_downstream(downstream: dict) -> str:
         up = h["up_to"]
         gains = ", ".join(f"{100 * h['gain'][s]:+.1f} ± {100 * h['spread'][s]:.1f} points at {s}"
                           for s in h["gain"])
-        later = [s for s, helped in h["helps"].items() if helped]
+        later = counts_that_help(h)
         if up is not None:
             verdict = f"up to {up} labels per class"
         elif later:  # not at the fewest labels, but at some larger count

@@ -523,7 +523,7 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
         task.fit_to_data(model, images, seed=config.seed)
     model = model.to(dev)
     loss_of = getattr(model, "pretext_loss", None)  # a task's own loss; else cross-entropy
-    hits_of = getattr(model, "pretext_hits", None)  # its own accuracy; else argmax == target
+    hits_of = _hits_of(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     decay, no_decay = [], []
@@ -568,8 +568,7 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
             sched.step()
             clock.mark()
             seen += len(targets)
-            acc = (hits_of(logits.detach(), targets) if hits_of is not None
-                   else (logits.argmax(1) == targets).float().mean())
+            acc = hits_of(logits.detach(), targets)
             pending.append((step + 1, seen, loss.detach(), acc, sched.get_last_lr()[0]))
             if step % 10 == 0 or step == steps - 1:  # read back in groups: no sync every step
                 _read_back(pending, history)
@@ -585,6 +584,17 @@ def train(task, dataset: Dataset, config: TrainConfig = TrainConfig(), *,
                      "state": model.state_dict(), "history": history, "seconds": seconds}, path,
                     best_effort=True)  # a cache we cannot write must not lose the trained model
     return trained
+
+
+def _argmax_hits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(1) == targets).float().mean()
+
+
+def _hits_of(model: nn.Module):
+    """How a batch's pretext accuracy is computed, (logits, targets) -> a 0-d tensor: the
+    model's own ``pretext_hits`` where it has one (inpainting: hidden pixels painted within a
+    tolerance), else how often the arg-max is the target."""
+    return getattr(model, "pretext_hits", _argmax_hits)
 
 
 def _load(task, dataset, config, cfg, path) -> Trained:
@@ -699,10 +709,7 @@ def pretext_accuracy(trained: Trained, dataset: Dataset, *, limit: int | None = 
 
     def compute() -> float:
         logits, targets, _ = predict(trained, images, labels, **kwargs)
-        hits_of = getattr(trained.model, "pretext_hits", None)
-        if hits_of is not None:  # a task with its own accuracy (inpainting: pixels within
-            return float(hits_of(logits, targets))  # a tolerance)
-        return (logits.argmax(1) == targets).float().mean().item()
+        return float(_hits_of(trained.model)(logits, targets))
 
     device = select_device(kwargs.get("device", "auto")).type
     settings = {k: v for k, v in kwargs.items() if k != "device"}

@@ -16,7 +16,7 @@ import dataclasses
 import time
 
 from .experiment import pretrain, probe_cached, setup
-from .finetune import summary
+from .finetune import difference, summary
 from .pretext import TASKS, task_class
 from .sweep import EVAL_IMAGES
 from .train import SupervisedTask, pretext_accuracy, untrained
@@ -136,8 +136,8 @@ def vary(task: str, options: dict, *, profile="quick", dataset: str = "scenes",
 def differs(row: dict, base: dict) -> bool:
     """Whether a setting's mean probe differs from ``base``'s by more than the spread of the
     difference (the course's rule, as in :func:`ssl_teach.finetune.difference`)."""
-    a, b = row["probe"], base["probe"]
-    return abs(a["mean"] - b["mean"]) > (a["std"] ** 2 + b["std"] ** 2) ** 0.5
+    gap, spread = difference(row["probe"], base["probe"])
+    return abs(gap) > spread
 
 
 def format_vary(results: dict) -> str:

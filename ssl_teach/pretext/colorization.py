@@ -47,6 +47,7 @@ from torch import nn
 from ..data import to_float
 from ..models import Backbone
 from .base import Task
+from .ops import check_batch
 
 WHITE = (0.95047, 1.0, 1.08883)
 """The D65 reference white in XYZ (sRGB's white point)."""
@@ -65,9 +66,7 @@ _DELTA = 6 / 29
 # --------------------------------------------------------------------------- colour spaces
 
 def _check_rgb(images: torch.Tensor, what: str = "colorization") -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
+    check_batch(images)
     if images.shape[1] != 3:
         raise ValueError(f"{what} predicts colours from lightness, so it needs RGB images (3 "
                          f"channels), got {images.shape[1]}: use a colour dataset (the scenes, "

@@ -56,7 +56,7 @@ from torch import nn
 from ..data import Dataset, to_float
 from ..models import Backbone, Classifier, LinearHead
 from .base import Task
-from .ops import cut_squares
+from .ops import check_batch, cut_squares
 
 TRANSLATION = 0.2
 """Largest shift along each axis, as a share of the patch side."""
@@ -129,7 +129,7 @@ def gradient_magnitude(images: torch.Tensor) -> torch.Tensor:
 
     Central differences inside, one-sided at the border (``torch.gradient``).
     """
-    _check_images(images)
+    check_batch(images)
     gray = to_float(images).mean(1)
     gy, gx = torch.gradient(gray, dim=(-2, -1))
     return torch.sqrt(gx * gx + gy * gy)
@@ -191,7 +191,7 @@ def extract_seeds(images: torch.Tensor, *, num_seeds: int, patch_size: int = 32,
     (num_seeds, 4): image index, top, left and side of the seed patch itself, in image
     pixels. With one scale no scale is drawn; with scale 1 the windows are cut as they are.
     """
-    _check_images(images)
+    check_batch(images)
     scales = tuple(float(s) for s in scales)
     if not scales:
         raise ValueError("scales must hold at least one seed scale, e.g. (1.0,)")
@@ -275,7 +275,7 @@ def transform_geometry(images: torch.Tensor, params: dict[str, torch.Tensor], *,
     """Shift, zoom and turn each image (bilinear), then cut the central patch_size patch:
     (N, C, H, W) -> (N, C, P, P). Points beyond the image would be mirrored back in; windows
     with :func:`required_context` around the patch never need that."""
-    _check_images(images)
+    check_batch(images)
     n, c, h, w = images.shape
     if min(h, w) < patch_size:
         raise ValueError(f"images {h}x{w} are smaller than the patch ({patch_size}): "
@@ -298,7 +298,7 @@ def _like(params: dict[str, torch.Tensor], images: torch.Tensor, keys) -> dict:
 def colour_pca(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean colour (C,) and principal components (C, C), one per row, strongest first, of
     all pixels of ``images`` (N, C, H, W)."""
-    _check_images(images)
+    check_batch(images)
     pixels = to_float(images).transpose(0, 1).flatten(1).double()  # (C, pixels)
     mean = pixels.mean(1)
     cov = torch.cov(pixels) if pixels.shape[0] > 1 else pixels.var(1, keepdim=True)
@@ -310,7 +310,7 @@ def scale_principal_components(images: torch.Tensor, factors: torch.Tensor,
                                mean: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
     """Multiply each pixel's projection on every principal colour component (around the mean
     colour) by factors[i, k]: x' = mean + V^T diag(f_i) V (x - mean), clamped to [0, 1]."""
-    _check_images(images)
+    check_batch(images)
     mean = mean.to(images)
     comps = components.to(images)
     # one C x C colour matrix M and offset mean - M mean per sample, for all its pixels at once
@@ -386,7 +386,7 @@ def adjust_hsv(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.T
     ``val_power``, ``val_factor``, ``val_shift`` and ``hue_shift``. Grayscale images (C=1)
     get the value transform on their intensity only.
     """
-    _check_images(images)
+    check_batch(images)
     return _adjust_hsv(images.clamp(0, 1), params)
 
 
@@ -481,14 +481,8 @@ def apply(images: torch.Tensor, params: dict[str, torch.Tensor], *, patch_size: 
     return _adjust_hsv(out, params)  # a fresh tensor in [0, 1]: no clamp or copy needed
 
 
-def _check_images(images):
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
-
-
 def _check_patch_fits(images, patch_size, context):
-    _check_images(images)
+    check_batch(images)
     need = patch_size + 2 * context
     if min(images.shape[-2:]) < need:
         raise ValueError(
@@ -599,7 +593,7 @@ class ExemplarTask(Task):
     def make_batch(self, images: torch.Tensor, *, generator: torch.Generator,
                    labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Transform each seed window once: (transformed patches, surrogate classes)."""
-        _check_images(images)
+        check_batch(images)
         images = to_float(images)
         if min(images.shape[-2:]) < self.window_size:
             raise ValueError(

@@ -61,6 +61,7 @@ from torch import nn
 from ..data import to_float
 from ..models import Backbone
 from .base import Task
+from .ops import check_batch
 
 CONTEXT, HIDDEN, BAND = 0, 1, 2
 """The region codes in the last channel of the targets: seen and not scored, hidden (scored),
@@ -71,9 +72,7 @@ MASKS = ("central", "blocks")
 
 def check_images(images, *, min_size: int) -> None:
     """Raise a ValueError unless ``images`` is a batch (N, C, H, W) with H, W >= min_size."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
+    check_batch(images)
     if min(images.shape[-2:]) < min_size:
         raise ValueError(f"images of {tuple(images.shape[-2:])} pixels are too small to hide a "
                          f"region in and paint it back: they need at least {min_size}x{min_size}")

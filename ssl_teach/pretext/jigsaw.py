@@ -50,7 +50,7 @@ from ..cache import CorruptCacheFile, atomic_save, cache_dir, safe_load
 from ..data import to_float
 from ..models import Backbone, global_pool
 from .base import Task
-from .ops import cut_squares, normalise_each
+from .ops import check_batch, cut_squares, normalise_each
 
 GRID = 3
 NUM_TILES = GRID * GRID
@@ -308,9 +308,7 @@ def apply(images: torch.Tensor, params: dict[str, torch.Tensor], *, permutations
 
 def check_images(images, *, min_size: int) -> None:
     """Raise a ValueError unless ``images`` is a batch (N, C, H, W) with H, W >= min_size."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
+    check_batch(images)
     if min(images.shape[-2:]) < min_size:
         raise ValueError(
             f"images of {tuple(images.shape[-2:])} pixels are too small for a 3x3 grid of "

@@ -9,7 +9,8 @@ Both are written for speed on small tensors, because they run on every training 
   plain passes over a (samples, values) view (``torch.std`` over trailing axes is about ten times
   slower on the CPU).
 
-Both work on uint8 and float tensors, on any device.
+Both work on uint8 and float tensors, on any device. :func:`check_batch` is the shape check
+every task's batch makers start with.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from __future__ import annotations
 import math
 
 import torch
+
+
+def check_batch(images) -> None:
+    """Raise a ValueError unless ``images`` is a batch of images, a tensor (N, C, H, W)."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
 
 
 def cut_squares(images: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:

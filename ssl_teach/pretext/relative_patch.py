@@ -46,7 +46,7 @@ from torch import nn
 from ..data import like, to_float
 from ..models import Backbone, global_pool
 from .base import Task
-from .ops import cut_squares, normalise_each
+from .ops import check_batch, cut_squares, normalise_each
 
 OFFSETS = ((-1, -1), (-1, 0), (-1, 1),
            (0, -1), (0, 1),
@@ -108,9 +108,7 @@ def check_geometry(*, patch: int, gap: int, jitter: int, min_patch: int = 1) -> 
 
 def check_images(images, *, min_size: int) -> None:
     """Raise a ValueError unless ``images`` is an (N, C, H, W) tensor with H, W >= min_size."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
+    check_batch(images)
     h, w = images.shape[-2:]
     if min(h, w) < min_size:
         raise ValueError(

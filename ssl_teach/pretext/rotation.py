@@ -33,7 +33,7 @@ from torch import nn
 from ..data import to_float
 from ..models import Backbone, Classifier, LinearHead
 from .base import Task
-from .ops import cut_squares
+from .ops import check_batch, cut_squares
 
 ANGLES = (0, 90, 180, 270)
 """Label k means the image was turned k quarter turns anticlockwise: 0°, 90°, 180°, 270°."""
@@ -43,7 +43,7 @@ CLASS_NAMES = tuple(f"{a}°" for a in ANGLES)
 
 def center_square_crop(images: torch.Tensor) -> torch.Tensor:
     """The largest centred square of each image: (N, C, H, W) -> (N, C, S, S), S = min(H, W)."""
-    _check_images(images)
+    check_batch(images)
     h, w = images.shape[-2:]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
@@ -56,7 +56,7 @@ def rotate(images: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
     ``images`` must be square (N, C, S, S): crop with :func:`center_square_crop` first, or a
     turned image would change shape and its borders would give the angle away.
     """
-    _check_images(images)
+    check_batch(images)
     if images.shape[-1] != images.shape[-2]:
         raise ValueError(
             f"rotation needs square images, got {tuple(images.shape[-2:])}: "
@@ -103,7 +103,7 @@ def pad_crop(images: torch.Tensor, corners: torch.Tensor, *, pad: int) -> torch.
     """Random crops as in the released recipe: pad every square image (N, C, S, S) by ``pad``
     zero pixels on each side and cut the S x S square whose top-left pixel is ``corners[i]``
     (row, column in 0..2 * pad) out of image i, all with one gather."""
-    _check_images(images)
+    check_batch(images)
     corners = torch.as_tensor(corners)
     if corners.shape != (images.shape[0], 2):
         raise ValueError(f"crop corners must have shape ({images.shape[0]}, 2), "
@@ -126,7 +126,7 @@ def augment(images: torch.Tensor, params: dict[str, torch.Tensor], *, crop_pad: 
     """Crop square, then with ``crop_pad`` > 0 the random crop at ``params["crop"]`` (see
     :func:`pad_crop`), and flip where ``params["flip"]`` says: the upright images (N, C, S, S)
     that are then turned."""
-    _check_images(images)
+    check_batch(images)
     flip = params["flip"].to(images.device)
     if flip.shape != images.shape[:1]:
         raise ValueError(f"params['flip'] must have shape ({images.shape[0]},), "
@@ -146,7 +146,7 @@ def rotate_by_angle(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor
     Only for the shortcut experiment: this is what the paper avoids, because the corners and
     the interpolation blur tell the network the angle without looking at the content.
     """
-    _check_images(images)
+    check_batch(images)
     theta = torch.deg2rad(torch.as_tensor(degrees, dtype=images.dtype, device=images.device))
     cos, sin = torch.cos(theta), torch.sin(theta)
     zero = torch.zeros_like(cos)
@@ -166,7 +166,7 @@ def disc_mask(images: torch.Tensor) -> torch.Tensor:
     """Black out everything outside the disc inscribed in each square image. A 45° turn moves
     the corners out of the frame and brings black ones in; with every input cut to the disc,
     corners tell nothing about the angle."""
-    _check_images(images)
+    check_batch(images)
     s = images.shape[-1]
     centre = torch.arange(s, device=images.device, dtype=torch.float32) - (s - 1) / 2
     inside = centre.view(-1, 1) ** 2 + centre.view(1, -1) ** 2 <= (s / 2) ** 2
@@ -179,7 +179,7 @@ def angle_set(images: torch.Tensor, angles) -> tuple[torch.Tensor, torch.Tensor]
     targets (len(angles) N,). Quarter turns are exact (``torch.rot90``); with any angle that
     is not a multiple of 90° every input, turned or not, is cut to its inscribed disc
     (:func:`disc_mask`) and the other angles are interpolated (:func:`rotate_by_angle`)."""
-    _check_images(images)
+    check_batch(images)
     angles = [int(a) % 360 for a in angles]
     quarter = all(a % 90 == 0 for a in angles)
     turned = []
@@ -195,7 +195,7 @@ def letterbox(images: torch.Tensor, *, share: float) -> torch.Tensor:
     """Black out the bottom ``share`` of every image, as if a wide photo had been padded to a
     square at the bottom. Only for the shortcut experiment: after a turn, the side where the
     black band lies gives the label away without looking at the content."""
-    _check_images(images)
+    check_batch(images)
     if not 0.0 <= share < 1.0:
         raise ValueError(f"letterbox share must lie in [0, 1), got {share!r}")
     rows = int(round(images.shape[-2] * share))
@@ -203,12 +203,6 @@ def letterbox(images: torch.Tensor, *, share: float) -> torch.Tensor:
     if rows:
         out[..., images.shape[-2] - rows:, :] = 0
     return out
-
-
-def _check_images(images):
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,7 +280,7 @@ class MirrorTask(Task):
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs [all images as they are, all mirrored] (2N, C, H, W) and targets (2N,); the
         batch has nothing random, so ``generator`` is not drawn from."""
-        _check_images(images)
+        check_batch(images)
         x = to_float(images)
         targets = torch.arange(2, device=x.device).repeat_interleave(len(x))
         return torch.cat([x, x.flip(-1)]), targets

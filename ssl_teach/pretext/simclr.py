@@ -64,6 +64,7 @@ from ..data import Dataset, to_float
 from ..models import Backbone, Classifier, LinearHead, global_pool
 from ..probe import probe_features
 from .base import Task
+from .ops import check_batch
 from .exemplar import hsv_to_rgb, rgb_to_hsv
 
 SCALE = (0.08, 1.0)
@@ -151,7 +152,7 @@ def crop_resize_flip(images: torch.Tensor, box: torch.Tensor, flip: torch.Tensor
     resize it to ``size`` x ``size`` pixels (None: the image's size; bilinear, points beyond
     the image take the nearest edge pixel) and mirror it left-right where flip[i]:
     (N, C, H, W) -> (N, C, size, size)."""
-    _check_images(images)
+    check_batch(images)
     n = images.shape[0]
     if size is not None:
         _check_view_size(size)
@@ -238,7 +239,7 @@ def apply(images: torch.Tensor, params: dict[str, torch.Tensor], *, size: int | 
     """Deterministic part: crop, resize to ``size`` (None: the image's size) and flip, then
     colour jitter, then grayscale: one view of each image, (N, C, H, W) in [0, 1] ->
     (N, C, size, size) in [0, 1]."""
-    _check_images(images)
+    check_batch(images)
     out = crop_resize_flip(images, params["box"], params["flip"], size=size)
     out = colour_jitter(out, params)
     return random_grayscale(out, params["grayscale"])
@@ -248,7 +249,7 @@ def two_views(images: torch.Tensor, params: dict[str, torch.Tensor], *,
               size: int | None = None) -> torch.Tensor:
     """Both views of every image: (N, C, H, W) and parameters for 2N views ->
     (2N, C, size, size) (None: the image's size), the views of image i at 2i and 2i + 1."""
-    _check_images(images)
+    check_batch(images)
     return apply(images.repeat_interleave(2, dim=0), params, size=size)
 
 
@@ -386,14 +387,8 @@ def negative_weights(z: torch.Tensor, *, temperature: float, group: int) -> torc
 
 # --------------------------------------------------------------------------- checks
 
-def _check_images(images):
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
-
-
 def _check_colour_channels(images):
-    _check_images(images)
+    check_batch(images)
     if images.shape[1] not in (1, 3):
         raise ValueError(f"colour augmentations need RGB (3 channels) or gray (1) images, got "
                          f"{images.shape[1]} channels: switch colour_jitter and grayscale off")
@@ -489,7 +484,7 @@ class SimCLRTask(Task):
     def make_batch(self, images: torch.Tensor, *, generator: torch.Generator
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Two views of every image, (2N, C, H, W), and each view's partner position (2N,)."""
-        _check_images(images)
+        check_batch(images)
         images = to_float(images)
         params = self.sample_params(2 * images.shape[0], generator=generator)
         inputs = two_views(images, params, size=self.view_size or None)

@@ -294,6 +294,8 @@ def _provenance_line(rec: dict) -> str:
 
 
 def _compare_markdown(res: dict) -> list[str]:
+    from ..finetune import counts_that_help
+
     methods = res["methods"]
     blocks = list(next(iter(methods.values()))["linear"])
     lines = ["| linear probe, all labels | " + " | ".join(blocks)
@@ -324,7 +326,7 @@ def _compare_markdown(res: dict) -> list[str]:
             up = h["up_to"]
             text = (f"none (not even at {sizes[0]})" if up is None
                     else "every count measured" if up == "all" else str(up))
-            at = ", ".join(s for s, helped in h.get("helps", {}).items() if helped) or "none"
+            at = ", ".join(counts_that_help(h)) or "none"
             lines.append(f"| {name} | {text} | {at} |")
     return lines
 
