@@ -512,7 +512,7 @@ def check_change_prediction(predict, before: dict, after: dict, spreads: dict | 
     measured = tuple(change_word(before[k], after[k], spreads.get(k, 0.0)) for k in keys)
     evidence = "; ".join(
         f"{k} {100 * before[k]:.1f}% -> {100 * after[k]:.1f}% "
-        f"({100 * (after[k] - before[k]):+.1f} points; about the same within "
+        f"({100 * (after[k] - before[k]):+.1f} points; 'about the same' means within "
         f"{100 * max(SAME_POINTS, spreads.get(k, 0.0)):.1f})" for k in keys)
     return judge_prediction(exercise, answer, measured,
                             tuple((a, b) for a in CHANGES for b in CHANGES), evidence)
