@@ -227,7 +227,8 @@ def run(task_name: str, *, profile: str = "quick", dataset: str = "scenes", seed
         "data": data.spec,
         "device": str(torch.device(device)) if device != "auto" else "auto",
         "from_cache": model.from_cache,
-        "pretext": {"accuracy": acc, "chance": task.chance, "num_classes": task.num_classes},
+        "pretext": {"accuracy": acc, "chance": task.chance,  # num_classes None: pixels
+                    "num_classes": getattr(task, "num_classes", None)},
         "probe": {
             "linear": {name: r.linear for name, r in probes.items()},
             "knn": {name: r.knn for name, r in probes.items()},

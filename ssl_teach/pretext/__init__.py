@@ -27,15 +27,14 @@ TASKS = {
     "jigsaw": ("jigsaw", "JigsawTask"),
     "relative_patch": ("relative_patch", "RelativePatchTask"),
     "simclr": ("simclr", "SimCLRTask"),
+    "colorization": ("colorization", "ColorizationTask"),
+    "inpainting": ("inpainting", "InpaintingTask"),
 }
 """Every pretext task by the name the CLI and the notebooks use: (module, class). The first
-four are the course's classic tasks (notebooks 01-04); ``simclr`` is where the field went next
-(contrastive learning, notebook 06).
-
-:mod:`ssl_teach.pretext.colorization` (predicting colours from lightness) and
-:mod:`ssl_teach.pretext.inpainting` (context encoders: painting a hidden region) keep the same
-contract but are not listed yet: ``compare``, ``sweep``, ``bench`` and ``run`` take them once
-they have budgets of their own in the profiles and committed records."""
+four are the course's classic tasks (notebooks 01-04); the others are where the field went
+next: ``simclr`` (contrastive learning, notebook 06), ``colorization`` (predicting colours from
+lightness) and ``inpainting`` (context encoders: painting a hidden region), the two of notebook
+07 (predicting pixels)."""
 
 
 def task_class(name: str):

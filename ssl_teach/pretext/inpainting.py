@@ -168,10 +168,10 @@ class ContextEncoder(nn.Module):
         self.backbone = backbone
         self.overlap_weight, self.tolerance = overlap_weight, tolerance
         depth, c = len(backbone.widths), backbone.out_channels
-        side = image_size // 2 ** depth
-        if side < 1 or image_size % 2 ** depth:
-            raise ValueError(f"images of {image_size} px do not halve evenly through "
-                             f"{depth} blocks: use a side that is a multiple of {2 ** depth}")
+        side = image_size // 2 ** depth  # each block halves the map, rounding down
+        if side < 1:
+            raise ValueError(f"images of {image_size} px are too small for {depth} blocks: "
+                             f"use images of at least {2 ** depth} px or fewer blocks")
         self.bottleneck = nn.Sequential(
             ChannelwiseLinear(c, side * side), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
             nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
@@ -185,7 +185,12 @@ class ContextEncoder(nn.Module):
         self.decoder = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.bottleneck(self.backbone(x)[-1]))
+        out = self.decoder(self.bottleneck(self.backbone(x)[-1]))
+        if out.shape[-2:] != x.shape[-2:]:  # a side that does not halve evenly (28, 96 px):
+            # the up-convolutions stop short of it, and a bilinear resize covers the rest
+            out = nn.functional.interpolate(out, size=x.shape[-2:], mode="bilinear",
+                                            align_corners=False)
+        return out
 
     def pretext_loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Weighted mean squared error: weight 1 on hidden pixels, ``overlap_weight`` on the
