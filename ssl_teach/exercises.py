@@ -637,3 +637,28 @@ def check_crop_prediction(predict_without_crops, runs: dict, spread: float) -> b
     return judge_prediction(ex, answer, measured,
                             tuple((a, b) for a in pretext_choices for b in probe_choices),
                             evidence)
+
+
+# --------------------------------------------------------------------------------------------
+# 07_predicting_pixels
+
+
+def check_annealed_mean(annealed_mean) -> bool:
+    """Exercise: the annealed mean of colorization, logits (N, Q, h, w) and bin centres (Q, 2)
+    -> ab (N, 2, h, w): the mean of softmax(log p / T), p the softmax of the logits."""
+    from .pretext.colorization import annealed_mean as reference
+
+    ex = "annealed_mean"
+    g = torch.Generator().manual_seed(0)
+    hint = ("p = softmax of the logits over the bins (dim 1); sharpen it as softmax(log p / T) "
+            "-- not softmax(logits) ** (1 / T) without normalising again; then every pixel's "
+            "colour is the sum over bins of its weights times the bins' ab centres.")
+    centres = torch.randn(7, 2, generator=g) * 40
+    for logits, t in [(torch.randn(2, 7, 3, 4, generator=g), 0.38),
+                      (3 * torch.randn(1, 7, 2, 2, generator=g), 1.0),
+                      (torch.randn(3, 7, 1, 5, generator=g), 0.1)]:
+        got = call_answer(ex, annealed_mean, logits.clone(), centres.clone(), t)
+        expect_tensor(ex, f"the colours at temperature {t}", got,
+                      reference(logits, centres, temperature=t), atol=1e-3, hint=hint)
+    return _ok(ex, "T = 1 gives the mean of the distribution, the greyish answer an L2 loss "
+                   "trains towards; T -> 0 gives its most likely bin.")

@@ -814,7 +814,8 @@ class Recolourer(_Widget):
         self.model, self.task, self.images = model, task, to_float(images)
         self.index = w.IntSlider(0, 0, len(images) - 1, description="image")
         self.temperature = w.FloatSlider(task.temperature, min=0.05, max=1.0, step=0.01,
-                                         description="temperature")
+                                         description="temperature",
+                                         style={"description_width": "initial"})
         for control in (self.index, self.temperature):
             control.observe(lambda _: self.update(), names="value")
         self.out = w.Output()

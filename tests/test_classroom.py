@@ -429,3 +429,19 @@ def test_the_rotation_ablation_prediction_names_the_easiest_task_and_the_worst_p
         exercises.check_rotation_ablation_prediction(lambda: 2, ablation)
     with pytest.raises(exercises.ExerciseError, match="return one of 2, 4, 8"):
         exercises.check_rotation_ablation_prediction(lambda: ("2", 2), ablation)
+
+
+def test_the_annealed_mean_checker_takes_the_formula_and_names_the_usual_mistake():
+    import torch
+
+    def annealed_mean(logits, centres, temperature):
+        q = torch.softmax(torch.log_softmax(logits, 1) / temperature, 1)
+        return torch.einsum("nqhw,qc->nchw", q, centres)
+
+    assert exercises.check_annealed_mean(annealed_mean)
+
+    def unsharpened(logits, centres, temperature):  # the plain mean at every temperature
+        return annealed_mean(logits, centres, 1.0)
+
+    with pytest.raises(exercises.ExerciseError, match=r"(?s)temperature 0.38.*Hint:.*log p / T"):
+        exercises.check_annealed_mean(unsharpened)

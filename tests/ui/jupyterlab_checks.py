@@ -457,12 +457,47 @@ def check_contrastive(nb: Notebook) -> None:
                shot="game")
 
 
+def check_predicting_pixels(nb: Notebook) -> None:
+    section = "recolourer"
+    cell = nb.cell(section, "recolourer = widgets.Recolourer(")
+    check_views(nb, section, cell, {".widget-slider": 2, ".widget-output img": 1,
+                                    ".widget-html": 1})
+    status = lambda: widget_text(cell, ".widget-html")  # noqa: E731
+    if "true colour bin" not in status() or "temperature" not in status():
+        fail(nb.name, section, "the status to give the share of pixels in their true colour "
+                               "bin and the temperature", status())
+    before, said = output_image(cell), status()
+    move_slider(nb, section, cell, "temperature", 20)
+    nb.wait(section, "new colours and a new temperature in the status when the temperature "
+                     "slider moves",
+            lambda: output_image(cell) not in ("", before) and status() != said, detail=status)
+    nb.screenshot(cell, "recolourer")
+
+    section = "inpainting painter"
+    cell = nb.cell(section, "painter = widgets.InpaintingPainter(")
+    check_views(nb, section, cell, {".widget-slider": 4, ".widget-output img": 1,
+                                    ".widget-html": 1})
+    if not re.search(r"network \d\.\d{4}.*diffusion from the border \d\.\d{4}", status()):
+        fail(nb.name, section, "the status to compare the network's error with diffusion's",
+             status())
+    before, said = output_image(cell), status()
+    move_slider(nb, section, cell, "top", 4)
+    nb.wait(section, "the hole to move and the errors to change when the top slider moves",
+            lambda: output_image(cell) not in ("", before) and status() != said, detail=status)
+    shown, said = output_image(cell), status()
+    move_slider(nb, section, cell, "hole side", 3)
+    nb.wait(section, "a larger hole (more hidden pixels) when the side slider moves",
+            lambda: output_image(cell) not in ("", shown) and status() != said, detail=status)
+    nb.screenshot(cell, "painter")
+
+
 CHECKS = {
     "01_rotation.ipynb": check_rotation,
     "02_exemplar.ipynb": check_exemplar,
     "03_jigsaw.ipynb": check_jigsaw,
     "04_relative_patch_location.ipynb": check_relative_patch,
     "06_contrastive_learning.ipynb": check_contrastive,
+    "07_predicting_pixels.ipynb": check_predicting_pixels,
 }
 
 
