@@ -340,6 +340,28 @@ def check_views(nb: Notebook, section: str, cell, counts: dict[str, int]) -> Non
                 detail=lambda selector=selector: f"found {cell.locator(selector).count()}")
 
 
+def status_section(nb: Notebook, section: str, source: str, counts: dict[str, int], *,
+                   shows: tuple[str, ...] = (), expected: str = ""):
+    """A widget with a status line (its code cell contains ``source``): its views are there
+    (:func:`check_views`) and its status shows every text in ``shows`` (``expected`` says what
+    that means). Returns the cell and a function that reads the status."""
+    cell = nb.cell(section, source)
+    check_views(nb, section, cell, {**counts, ".widget-html": 1})
+    status = lambda: widget_text(cell, ".widget-html")  # noqa: E731
+    if not all(text in status() for text in shows):
+        fail(nb.name, section, expected, status())
+    return cell, status
+
+
+def slide_and_redraw(nb: Notebook, section: str, cell, status, label: str, presses: int,
+                     expected: str) -> None:
+    """Move the slider ``label``; the figure and the status must both change."""
+    before, said = output_image(cell), status()
+    move_slider(nb, section, cell, label, presses)
+    nb.wait(section, expected, lambda: output_image(cell) not in ("", before)
+            and status() != said, detail=status)
+
+
 def answer_one(nb: Notebook, section: str, source: str, *, buttons: int,
                questions: tuple[str, str], button: str, said: str, shot: str) -> None:
     """A "be the network" game (its code cell contains ``source``): its views are there, it
@@ -400,12 +422,10 @@ def check_exemplar(nb: Notebook) -> None:
 
 def check_jigsaw(nb: Notebook) -> None:
     section = "jigsaw game"
-    cell = nb.cell(section, "game = widgets.JigsawGame(")
-    check_views(nb, section, cell, {".widget-dropdown select": 9, ".widget-button": 1,
-                                    ".widget-output img": 1})
-    status = lambda: widget_text(cell, ".widget-html")  # noqa: E731
-    if "Puzzle 1/5" not in status():
-        fail(nb.name, section, "the game to start at 'Puzzle 1/5'", status())
+    cell, status = status_section(
+        nb, section, "game = widgets.JigsawGame(",
+        {".widget-dropdown select": 9, ".widget-button": 1, ".widget-output img": 1},
+        shows=("Puzzle 1/5",), expected="the game to start at 'Puzzle 1/5'")
     selects = cell.locator(".widget-dropdown select")
     submit = cell.locator(".widget-button", has_text="check my puzzle")
     # a letter used twice is refused with a message, and the puzzle stays
@@ -433,13 +453,11 @@ def check_relative_patch(nb: Notebook) -> None:
 
 def check_contrastive(nb: Notebook) -> None:
     section = "two-view explorer"
-    cell = nb.cell(section, "explorer = widgets.TwoViewExplorer(")
-    check_views(nb, section, cell, {".widget-slider": 2, ".widget-checkbox": 4,
-                                    ".widget-output img": 1, ".widget-html": 1})
-    status = lambda: widget_text(cell, ".widget-html")  # noqa: E731
-    if "colour_jitter" not in status() or "ranks" not in status():
-        fail(nb.name, section, "the status to list the families switched on and the "
-                               "partner's rank", status())
+    cell, status = status_section(
+        nb, section, "explorer = widgets.TwoViewExplorer(",
+        {".widget-slider": 2, ".widget-checkbox": 4, ".widget-output img": 1},
+        shows=("colour_jitter", "ranks"),
+        expected="the status to list the families switched on and the partner's rank")
     before = output_image(cell)
     move_slider(nb, section, cell, "draw", 1)
     nb.wait(section, "new views when the draw slider moves",
@@ -459,35 +477,26 @@ def check_contrastive(nb: Notebook) -> None:
 
 def check_predicting_pixels(nb: Notebook) -> None:
     section = "recolourer"
-    cell = nb.cell(section, "recolourer = widgets.Recolourer(")
-    check_views(nb, section, cell, {".widget-slider": 2, ".widget-output img": 1,
-                                    ".widget-html": 1})
-    status = lambda: widget_text(cell, ".widget-html")  # noqa: E731
-    if "true colour bin" not in status() or "temperature" not in status():
-        fail(nb.name, section, "the status to give the share of pixels in their true colour "
-                               "bin and the temperature", status())
-    before, said = output_image(cell), status()
-    move_slider(nb, section, cell, "temperature", 20)
-    nb.wait(section, "new colours and a new temperature in the status when the temperature "
-                     "slider moves",
-            lambda: output_image(cell) not in ("", before) and status() != said, detail=status)
+    cell, status = status_section(
+        nb, section, "recolourer = widgets.Recolourer(",
+        {".widget-slider": 2, ".widget-output img": 1}, shows=("true colour bin", "temperature"),
+        expected="the status to give the share of pixels in their true colour bin and the "
+                 "temperature")
+    slide_and_redraw(nb, section, cell, status, "temperature", 20,
+                     "new colours and a new temperature in the status when the temperature "
+                     "slider moves")
     nb.screenshot(cell, "recolourer")
 
     section = "inpainting painter"
-    cell = nb.cell(section, "painter = widgets.InpaintingPainter(")
-    check_views(nb, section, cell, {".widget-slider": 4, ".widget-output img": 1,
-                                    ".widget-html": 1})
-    if not re.search(r"network \d\.\d{4}.*diffusion from the border \d\.\d{4}", status()):
-        fail(nb.name, section, "the status to compare the network's error with diffusion's",
-             status())
-    before, said = output_image(cell), status()
-    move_slider(nb, section, cell, "top", 4)
-    nb.wait(section, "the hole to move and the errors to change when the top slider moves",
-            lambda: output_image(cell) not in ("", before) and status() != said, detail=status)
-    shown, said = output_image(cell), status()
-    move_slider(nb, section, cell, "hole side", 3)
-    nb.wait(section, "a larger hole (more hidden pixels) when the side slider moves",
-            lambda: output_image(cell) not in ("", shown) and status() != said, detail=status)
+    cell, status = status_section(
+        nb, section, "painter = widgets.InpaintingPainter(",
+        {".widget-slider": 4, ".widget-output img": 1},
+        shows=("network 0.", "diffusion from the border 0."),
+        expected="the status to compare the network's error with diffusion's")
+    slide_and_redraw(nb, section, cell, status, "top", 4,
+                     "the hole to move and the errors to change when the top slider moves")
+    slide_and_redraw(nb, section, cell, status, "hole side", 3,
+                     "a larger hole (more hidden pixels) when the side slider moves")
     nb.screenshot(cell, "painter")
 
 
