@@ -833,8 +833,7 @@ class Recolourer(_Widget):
 
     def coloured(self) -> torch.Tensor:
         """The chosen image as the network colours it, (3, H, W) in [0, 1]."""
-        image = self.images[self.index.value][None]
-        return self.task.colourise(self.model, image, temperature=self.temperature.value)[0]
+        return self._coloured
 
     @torch.no_grad()
     def update(self) -> None:
@@ -847,12 +846,13 @@ class Recolourer(_Widget):
         finally:
             self.model.train(was_training)
         self.bin_accuracy = float((logits.argmax(1) == targets).float().mean())
+        self._coloured = self.task.colours(logits, inputs, temperature=self.temperature.value)[0]
         self.status.value = (f"{self.bin_accuracy:.0%} of the {targets.numel()} output pixels "
                              f"in their true colour bin (of {self.task.num_classes}) · "
                              f"temperature {self.temperature.value:.2f}: lower is more vivid, "
                              f"1 is the plain mean")
         fig, axes = plt.subplots(1, 3, figsize=(5.4, 2.0))
-        shown = (inputs[0].expand(3, -1, -1), self.coloured(), image[0])
+        shown = (inputs[0].expand(3, -1, -1), self._coloured, image[0])
         for ax, img, title in zip(axes, shown, ("lightness (the input)", "network", "truth")):
             ax.imshow(to_display(img), interpolation="nearest")
             ax.set_title(title, fontsize=9)

@@ -318,12 +318,19 @@ class ColorizationTask(Task):
         was_training = model.training
         model.eval()
         try:
-            lab = rgb_to_lab(to_float(images))
-            logits = model(lab[:, :1] / 100)
+            inputs = self.lightness(images)
+            logits = model(inputs)
         finally:
             model.train(was_training)
+        return self.colours(logits, inputs, temperature=temperature)
+
+    def colours(self, logits: torch.Tensor, inputs: torch.Tensor, *,
+                temperature: float | None = None) -> torch.Tensor:
+        """The network's ``logits`` for ``inputs`` (L / 100, as :meth:`make_batch` makes them)
+        as images: that lightness at full resolution with the predicted ab (annealed mean,
+        upsampled), back in RGB, (N, 3, H, W) in [0, 1]."""
         ab = annealed_mean(logits, self.centres,
                            temperature=self.temperature if temperature is None else temperature)
-        ab = nn.functional.interpolate(ab, size=lab.shape[-2:], mode="bilinear",
+        ab = nn.functional.interpolate(ab, size=inputs.shape[-2:], mode="bilinear",
                                        align_corners=False)
-        return lab_to_rgb(torch.cat([lab[:, :1], ab], 1))
+        return lab_to_rgb(torch.cat([100 * inputs.float(), ab], 1))
